@@ -1,0 +1,88 @@
+"""Open a database engine for the store and bring its schema up to date."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError
+
+from common.errors import InvalidInputError, TransientError
+
+__all__ = ["make_engine", "migrate", "is_sqlite"]
+
+_MIGRATIONS = Path(__file__).with_name("migrations")
+
+
+def is_sqlite(engine: Engine) -> bool:
+    return engine.dialect.name == "sqlite"
+
+
+def make_engine(url: str, schema: str | None = None) -> Engine:
+    """Create an engine for ``url`` (``sqlite:///path`` or ``postgresql://...``).
+
+    ``schema`` (PostgreSQL only) puts every table in that schema, which lets
+    tests and tenants share one database.
+
+    Raises:
+        InvalidInputError: the URL is malformed or names an unknown database kind.
+    """
+    if url.startswith("postgresql://") or url.startswith("postgres://"):
+        url = "postgresql+psycopg://" + url.split("://", 1)[1]
+    kwargs: dict[str, Any] = {}
+    if url.startswith("sqlite"):
+        path = url.split("///", 1)[1] if "///" in url else ""
+        if path and path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        kwargs["connect_args"] = {"check_same_thread": False, "timeout": 30, "isolation_level": None}
+    elif schema:
+        kwargs["connect_args"] = {"options": f"-csearch_path={schema}"}
+    if not url.startswith("sqlite"):
+        kwargs["pool_pre_ping"] = True
+    try:
+        engine = create_engine(url, **kwargs)
+    except (ArgumentError, NoSuchModuleError) as e:
+        raise InvalidInputError(
+            f"store URL {url!r} is not valid: {e}; use sqlite:///PATH or postgresql://USER@HOST/DB"
+        ) from e
+    if is_sqlite(engine):
+        _tune_sqlite(engine)
+    return engine
+
+
+def _tune_sqlite(engine: Engine) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        cur = dbapi_conn.cursor()
+        # WAL lets readers work while one writer commits; NORMAL sync is safe with WAL.
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute("PRAGMA synchronous=NORMAL")
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.execute("PRAGMA busy_timeout=30000")
+        cur.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Any) -> None:
+        # Write transactions take the write lock up front: a deferred transaction
+        # that reads and then writes can fail with SQLITE_BUSY instead of waiting.
+        immediate = conn.get_execution_options().get("sqlite_immediate", False)
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+
+def migrate(engine: Engine) -> None:
+    """Run every Alembic migration not yet applied to this database.
+
+    Raises:
+        TransientError: the database cannot be reached.
+    """
+    cfg = Config()
+    cfg.set_main_option("script_location", str(_MIGRATIONS))
+    try:
+        with engine.begin() as conn:
+            cfg.attributes["connection"] = conn
+            command.upgrade(cfg, "head")
+    except OperationalError as e:
+        raise TransientError(f"cannot reach the store at {engine.url!r}: {e.orig}") from e

@@ -1,0 +1,144 @@
+"""Plain records the store hands out: immutable snapshots of rows."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from common.enums import Role, TaskStatus
+
+__all__ = [
+    "DataFile",
+    "DataUnit",
+    "EventRecord",
+    "LabelRow",
+    "ProjectRecord",
+    "RunRecord",
+    "SubtaskRecord",
+    "TaskRecord",
+    "UserRecord",
+]
+
+
+class _Record(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+
+class ProjectRecord(_Record):
+    id: str
+    name: str
+    description: str
+    workflow_version: int
+    created_at: datetime
+
+
+class DataFile(_Record):
+    """One file of a data unit, under its specification name."""
+
+    url: str
+    original_name: str = ""
+    is_primary: bool = False
+
+
+class DataUnit(_Record):
+    """An item to annotate: an image, a video, a document, with its files."""
+
+    data_hash: str
+    title: str
+    dataset_id: str = ""
+    meta: dict[str, Any] = Field(default_factory=dict)
+    files: dict[str, DataFile] = Field(default_factory=dict)
+
+    @property
+    def primary(self) -> DataFile | None:
+        """The primary file, or the only file when none is marked primary."""
+        for f in self.files.values():
+            if f.is_primary:
+                return f
+        return next(iter(self.files.values())) if len(self.files) == 1 else None
+
+
+class UserRecord(_Record):
+    email: str
+    name: str
+    role: Role | None = None
+    certifications: tuple[str, ...] = ()
+
+
+class TaskRecord(_Record):
+    """A task as stored: where it is, who holds it, its lease."""
+
+    id: int
+    uuid: str
+    project_id: str
+    data_hash: str
+    data_title: str
+    dataset_id: str
+    stage_uuid: str
+    status: TaskStatus
+    assignee: str | None
+    priority: float
+    label_branch: str
+    created_at: datetime
+    updated_at: datetime
+    last_actioned_by: str | None
+    lease_token: str | None
+    lease_deadline: datetime | None
+    attempts: int
+    last_error: str | None
+    version: int
+
+
+class SubtaskRecord(_Record):
+    """One annotator's share of a consensus task, with its own label branch."""
+
+    uuid: str
+    task_uuid: str
+    label_branch: str
+    assignee: str | None
+    status: TaskStatus
+    updated_at: datetime
+
+
+class LabelRow(_Record):
+    """The annotation objects of one data unit on one branch."""
+
+    project_id: str
+    data_hash: str
+    branch: str
+    objects: list[dict[str, Any]]
+    version: int
+
+
+class EventRecord(_Record):
+    """One line of the append-only history."""
+
+    id: int
+    task_uuid: str
+    actor: str | None
+    action: str
+    from_stage: str | None
+    to_stage: str | None
+    from_status: str | None
+    to_status: str | None
+    pathway: str | None
+    run_id: str | None
+    at: datetime
+    detail: dict[str, Any] | None = None
+
+
+class RunRecord(_Record):
+    """A producer run, agent run or ToTask run and its metrics."""
+
+    id: str
+    project_id: str | None
+    kind: str
+    name: str
+    status: str
+    message: str
+    params: dict[str, Any]
+    metrics: dict[str, Any]
+    created_at: datetime
+    updated_at: datetime

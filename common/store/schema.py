@@ -1,0 +1,196 @@
+"""The store's tables (SQLAlchemy Core). Alembic migrations mirror these."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    JSON,
+    Column,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+__all__ = [
+    "certifications",
+    "data_units",
+    "datasets",
+    "events",
+    "label_rows",
+    "memberships",
+    "metadata",
+    "projects",
+    "runs",
+    "subtasks",
+    "tasks",
+    "users",
+    "workflow_versions",
+]
+
+metadata = MetaData()
+
+UUID = String(36)
+
+projects = Table(
+    "projects",
+    metadata,
+    Column("id", UUID, primary_key=True),
+    Column("name", String(200), nullable=False, unique=True),
+    Column("description", Text, nullable=False, default=""),
+    Column("workflow_version", Integer, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+workflow_versions = Table(
+    "workflow_versions",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("project_id", UUID, ForeignKey("projects.id", ondelete="CASCADE"), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("definition", JSON, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    UniqueConstraint("project_id", "version", name="uq_workflow_version"),
+)
+
+datasets = Table(
+    "datasets",
+    metadata,
+    Column("id", UUID, primary_key=True),
+    Column("project_id", UUID, ForeignKey("projects.id", ondelete="CASCADE"), nullable=False),
+    Column("name", String(200), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    UniqueConstraint("project_id", "name", name="uq_dataset_name"),
+)
+
+data_units = Table(
+    "data_units",
+    metadata,
+    Column("data_hash", UUID, primary_key=True),
+    Column("dataset_id", UUID, ForeignKey("datasets.id", ondelete="CASCADE"), nullable=False),
+    Column("title", String(500), nullable=False),
+    Column("meta", JSON, nullable=False),
+    # {specification name: {"url", "original_name", "is_primary"}}
+    Column("files", JSON, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Index("ix_data_units_dataset", "dataset_id"),
+)
+
+users = Table(
+    "users",
+    metadata,
+    Column("email", String(320), primary_key=True),
+    Column("name", String(200), nullable=False, default=""),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+memberships = Table(
+    "memberships",
+    metadata,
+    Column("project_id", UUID, ForeignKey("projects.id", ondelete="CASCADE"), primary_key=True),
+    Column("email", String(320), ForeignKey("users.email", ondelete="CASCADE"), primary_key=True),
+    Column("role", String(32), nullable=False),
+)
+
+certifications = Table(
+    "certifications",
+    metadata,
+    Column("email", String(320), ForeignKey("users.email", ondelete="CASCADE"), primary_key=True),
+    Column("name", String(200), primary_key=True),
+)
+
+tasks = Table(
+    "tasks",
+    metadata,
+    # The integer id orders tasks for keyset pagination; uuid is the public id.
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("uuid", UUID, nullable=False, unique=True),
+    Column("project_id", UUID, ForeignKey("projects.id", ondelete="CASCADE"), nullable=False),
+    # Copied from the data unit (never change) so filters need no join.
+    Column("data_hash", UUID, nullable=False),
+    Column("data_title", String(500), nullable=False),
+    Column("dataset_id", UUID, nullable=False),
+    Column("stage_uuid", UUID, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("assignee", String(320)),
+    Column("priority", Float, nullable=False, default=0.5),
+    Column("label_branch", String(200), nullable=False, default="main"),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Column("last_actioned_by", String(320)),
+    Column("lease_token", String(64)),
+    Column("lease_deadline", DateTime(timezone=True)),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("last_error", Text),
+    # Bumped by every change: a write that saw an older version loses (optimistic lock).
+    Column("version", Integer, nullable=False, default=0),
+    Index("ix_tasks_project_stage_status", "project_id", "stage_uuid", "status", "id"),
+    Index("ix_tasks_data_hash", "data_hash"),
+    UniqueConstraint("project_id", "data_hash", name="uq_task_data_unit"),
+)
+
+subtasks = Table(
+    "subtasks",
+    metadata,
+    Column("uuid", UUID, primary_key=True),
+    Column("task_uuid", UUID, ForeignKey("tasks.uuid", ondelete="CASCADE"), nullable=False),
+    Column("label_branch", String(200), nullable=False),
+    Column("assignee", String(320)),
+    Column("status", String(16), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Index("ix_subtasks_task", "task_uuid"),
+)
+
+label_rows = Table(
+    "label_rows",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("project_id", UUID, ForeignKey("projects.id", ondelete="CASCADE"), nullable=False),
+    Column("data_hash", UUID, nullable=False),
+    Column("branch", String(200), nullable=False),
+    Column("objects", JSON, nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    UniqueConstraint("project_id", "data_hash", "branch", name="uq_label_row"),
+)
+
+events = Table(
+    "events",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("project_id", UUID, nullable=False),
+    Column("task_uuid", UUID, nullable=False),
+    Column("actor", String(320)),
+    Column("action", String(32), nullable=False),
+    Column("from_stage", UUID),
+    Column("to_stage", UUID),
+    Column("from_status", String(16)),
+    Column("to_status", String(16)),
+    Column("pathway", UUID),
+    Column("run_id", UUID),
+    Column("at", DateTime(timezone=True), nullable=False),
+    Column("detail", JSON),
+    Index("ix_events_task", "task_uuid", "id"),
+    Index("ix_events_project", "project_id", "id"),
+)
+
+runs = Table(
+    "runs",
+    metadata,
+    Column("id", UUID, primary_key=True),
+    Column("project_id", UUID, ForeignKey("projects.id", ondelete="CASCADE")),
+    Column("kind", String(32), nullable=False),
+    Column("name", String(200), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("message", Text, nullable=False, default=""),
+    Column("params", JSON, nullable=False),
+    Column("metrics", JSON, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Index("ix_runs_project", "project_id", "created_at"),
+)

@@ -1,0 +1,31 @@
+"""Small builders shared by tests."""
+
+from __future__ import annotations
+
+import uuid
+
+from common.enums import Role
+from common.store import DataFile, DataUnit, ProjectRecord, Store
+from common.workflow import Workflow
+
+
+def make_units(titles: list[str]) -> list[DataUnit]:
+    return [
+        DataUnit(
+            data_hash=str(uuid.uuid5(uuid.NAMESPACE_URL, t)),
+            title=t,
+            files={"image": DataFile(url=f"file:///data/{t}", original_name=t, is_primary=True)},
+        )
+        for t in titles
+    ]
+
+
+def make_project(
+    store: Store, wf: Workflow, titles: list[str], name: str = "apples", users: dict[str, Role] | None = None
+) -> ProjectRecord:
+    project = store.create_project(name, wf)
+    dataset = store.dataset(project.id, "fruit")
+    store.add_data_units(project.id, dataset, make_units(titles))
+    for email, role in (users or {}).items():
+        store.set_role(project.id, email, role)
+    return project

@@ -1,0 +1,37 @@
+"""Find the local servers tests need; skip loudly without them, fail in CI."""
+
+from __future__ import annotations
+
+import os
+import socket
+
+import pytest
+
+REDIS_URL = os.environ.get("ANNOFLOW_TEST_REDIS_URL", "redis://127.0.0.1:6379")
+POSTGRES_URL = os.environ.get("ANNOFLOW_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
+
+
+def _reachable(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+def require(name: str, host: str, port: int) -> None:
+    """Skip the test when the server is missing; in CI (CI=true) fail instead."""
+    if _reachable(host, port):
+        return
+    reason = f"{name} is not running on {host}:{port}; start it to run this test"
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(f"CI: {reason}", pytrace=False)
+    pytest.skip(f"SKIPPED LOUDLY: {reason}")
+
+
+def require_redis() -> None:
+    require("Redis", "127.0.0.1", 6379)
+
+
+def require_postgres() -> None:
+    require("PostgreSQL", "127.0.0.1", 5432)
