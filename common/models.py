@@ -1,0 +1,84 @@
+"""The wire contract: every message that crosses a queue, as pydantic models (JSON only).
+
+``TaskSpec`` carries the fields of the public encord-agents task JSON (``uuid``,
+``data_hash``, ``data_title``, ``label_branch_name``, ``status``, ``assignee``,
+``created_at``, ``updated_at``) plus what a handler needs: stage, project,
+lease, files and, on request, the current labels.
+
+``TaskCompletionResult`` has encord-agents' ``task_uuid``, ``stage_uuid``,
+``success``, ``pathway`` (a UUID) and ``error``, plus annoflow's additions.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+from uuid import UUID
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from common.store.records import DataFile
+
+__all__ = ["LabelPayload", "TaskCompletionResult", "TaskSpec", "WorkKind"]
+
+WorkKind = Literal["agent", "totask.file", "totask.inference"]
+
+
+class LabelPayload(BaseModel):
+    """The annotation objects of a label row, with the version they were read at."""
+
+    branch: str = "main"
+    version: int = 0
+    objects: list[dict[str, Any]] = Field(default_factory=list)
+
+
+class TaskSpec(BaseModel):
+    """One task, as the producer publishes it to a stage queue."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    # encord-agents' task fields
+    uuid: UUID
+    data_hash: UUID
+    data_title: str
+    label_branch_name: str = "main"
+    status: str
+    assignee: str | None = None
+    created_at: datetime
+    updated_at: datetime
+    # annoflow's additions
+    project_uuid: str
+    project_name: str
+    stage_uuid: UUID
+    stage_title: str
+    kind: WorkKind = "agent"
+    lease_token: str
+    attempt: int = 1
+    priority: float = 0.5
+    files: dict[str, DataFile] = Field(default_factory=dict)
+    meta: dict[str, Any] = Field(default_factory=dict)
+    labels: LabelPayload | None = None
+    run_id: str | None = None
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+class TaskCompletionResult(BaseModel):
+    """What a worker answers for one task, success or failure."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    # encord-agents' fields
+    task_uuid: UUID
+    stage_uuid: UUID | None = None
+    success: bool
+    pathway: UUID | None = None
+    error: str | None = None
+    # annoflow's additions
+    lease_token: str | None = None
+    labels: LabelPayload | None = None  # replaces the label row when present
+    priority: float | None = None  # 0.0 is a valid priority; None leaves it alone
+    run_id: str | None = None
+    attempt: int = 1
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    worker: str | None = None
