@@ -1,0 +1,3 @@
+"""Commands for projects, data, users and tasks (filled in by the CLI work)."""
+
+from __future__ import annotations
