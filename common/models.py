@@ -51,6 +51,9 @@ class TaskSpec(BaseModel):
     project_name: str
     stage_uuid: UUID
     stage_title: str
+    # The stage's pathways by name, so a worker turns a returned name into a UUID
+    # (and rejects an unknown one) without reaching the store.
+    pathways: dict[str, UUID] = Field(default_factory=dict)
     kind: WorkKind = "agent"
     lease_token: str
     attempt: int = 1
