@@ -93,7 +93,7 @@ def _one(key: str, value: Any) -> ColumnElement[bool]:
         if coerced is None:
             return col.is_(None)
         return _dataset_clause([coerced]) if is_dataset else col == coerced
-    ops = {"gte": col >= coerced, "lte": col <= coerced, "gt": col > coerced, "lt": col < coerced}
+    ops: dict[str, ColumnElement[bool]] = {"gte": col >= coerced, "lte": col <= coerced, "gt": col > coerced, "lt": col < coerced}
     return ops[lookup]
 
 
