@@ -1,0 +1,184 @@
+"""Task leases: claim the tasks of a stage for processing, in one statement.
+
+A lease is a token and a deadline on the task row. The producer (or the
+sequential runner) claims tasks that hold no live lease; the result applier
+accepts a result only while the task still holds the lease it was claimed
+with. What the ``lease_token`` column holds:
+
+* ``NULL``: free; the next claim takes the task.
+* ``L<hex>:<id>``: claimed, a worker is on it until ``lease_deadline``; once
+  the deadline passes the task is claimed again (an expired lease is how a
+  lost message or a killed worker is re-published).
+* ``retry:<hex>``: the last attempt failed; claimed again once
+  ``lease_deadline`` (the backoff) passes.
+* ``hold:<hex>``: the handler asked to stay; claimed again after the hold.
+* ``failed``: the retries are used up; ``lease_deadline`` is NULL so no claim
+  takes it until :func:`release_failed` (``annoflow tasks retry``).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Collection
+from datetime import datetime, timedelta
+
+from sqlalchemy import ColumnElement, String, and_, cast, func, literal, or_, select, update
+
+from common.enums import TaskStatus
+from common.store.lifecycle import now
+from common.store.records import TaskRecord
+from common.store.schema import tasks
+from common.store.store import Store
+
+__all__ = [
+    "FAILED",
+    "HOLD_PREFIX",
+    "RETRY_PREFIX",
+    "claim_tasks",
+    "count_live_leases",
+    "list_failed",
+    "next_retry_at",
+    "release_failed",
+]
+
+FAILED = "failed"  # retries used up; never claimed until released
+RETRY_PREFIX = "retry:"  # failed attempt waiting out its backoff
+HOLD_PREFIX = "hold:"  # the handler asked to stay; waiting for the next refresh
+CLAIM_PREFIX = "L"  # a live claim
+
+
+def _claimable(at: datetime, pass_started: datetime | None) -> ColumnElement[bool]:
+    free: ColumnElement[bool] = tasks.c.lease_token.is_(None)
+    if pass_started is not None:
+        # A sequential pass takes each free task once: one that was released
+        # (or arrived) after the pass began waits for the next pass.
+        free = and_(free, tasks.c.updated_at < pass_started)
+    # NULL < at is not true, so 'failed' (deadline NULL) is never claimable.
+    return or_(free, tasks.c.lease_deadline < at)
+
+
+def claim_tasks(
+    store: Store,
+    project_id: str,
+    stage_uuid: str,
+    limit: int,
+    lease_seconds: float,
+    *,
+    pass_started: datetime | None = None,
+    by_priority: bool = True,
+) -> list[TaskRecord]:
+    """Claim up to ``limit`` tasks of a stage that hold no live lease.
+
+    One ``UPDATE ... WHERE id IN (SELECT ... LIMIT n) RETURNING`` statement
+    (with ``FOR UPDATE SKIP LOCKED`` on PostgreSQL, so concurrent producers
+    never claim the same task) sets a fresh lease token per task, the deadline
+    ``now + lease_seconds``, ``attempts + 1`` and ``version + 1``. Tasks whose
+    lease expired are claimed again.
+
+    Args:
+        store: the store.
+        project_id: the project's id.
+        stage_uuid: the stage whose tasks to claim.
+        limit: the most tasks to claim.
+        lease_seconds: how long the claim holds before it may be claimed again.
+        pass_started: leave out free tasks that changed after this time (a
+            sequential runner's pass takes each task once).
+        by_priority: claim the highest priority first (then oldest); else by id.
+
+    Returns:
+        The claimed tasks, highest priority first.
+    """
+    if limit <= 0:
+        return []
+    at = now()
+    order = [tasks.c.priority.desc(), tasks.c.id] if by_priority else [tasks.c.id]
+    pick = (
+        select(tasks.c.id)
+        .where(
+            tasks.c.project_id == project_id,
+            tasks.c.stage_uuid == stage_uuid,
+            tasks.c.status != TaskStatus.COMPLETED.value,
+            _claimable(at, pass_started),
+        )
+        .order_by(*order)
+        .limit(limit)
+    )
+    if not store.is_sqlite:
+        pick = pick.with_for_update(skip_locked=True)
+    # One random prefix per claim plus the task id: unique per task and unguessable.
+    prefix = f"{CLAIM_PREFIX}{uuid.uuid4().hex}:"
+    stmt = (
+        update(tasks)
+        .where(tasks.c.id.in_(pick.scalar_subquery()))
+        .values(
+            lease_token=literal(prefix, String) + cast(tasks.c.id, String),
+            lease_deadline=at + timedelta(seconds=lease_seconds),
+            attempts=tasks.c.attempts + 1,
+            version=tasks.c.version + 1,
+            updated_at=at,
+        )
+        .returning(*tasks.c)
+    )
+    with store.write() as conn:
+        rows = conn.execute(stmt).mappings().all()
+    claimed = [TaskRecord.model_validate(dict(r)) for r in rows]
+    # RETURNING gives no order; hand them out in claim order.
+    claimed.sort(key=(lambda t: (-t.priority, t.id)) if by_priority else (lambda t: t.id))
+    return claimed
+
+
+def release_failed(store: Store, project_id: str, task_uuids: Collection[str] | None = None) -> int:
+    """Make failed tasks claimable again (``annoflow tasks retry``); return how many.
+
+    Their attempts start again from zero; ``last_error`` stays until they succeed.
+    """
+    where = [tasks.c.project_id == project_id, tasks.c.lease_token == FAILED]
+    if task_uuids is not None:
+        where.append(tasks.c.uuid.in_(list(task_uuids)))
+    with store.write() as conn:
+        done = conn.execute(
+            update(tasks)
+            .where(*where)
+            .values(lease_token=None, lease_deadline=None, attempts=0, version=tasks.c.version + 1, updated_at=now())
+        )
+    return int(done.rowcount)
+
+
+def list_failed(store: Store, project_id: str) -> list[TaskRecord]:
+    """The project's tasks whose retries are used up, with their last error, in task order."""
+    with store.read() as conn:
+        rows = conn.execute(
+            select(tasks).where(tasks.c.project_id == project_id, tasks.c.lease_token == FAILED).order_by(tasks.c.id)
+        ).mappings()
+        return [TaskRecord.model_validate(dict(r)) for r in rows]
+
+
+def count_live_leases(store: Store, project_id: str) -> dict[str, int]:
+    """How many tasks per stage UUID a worker holds right now (claimed, deadline not passed).
+
+    Retries waiting out a backoff, held tasks and failed tasks do not count.
+    """
+    with store.read() as conn:
+        rows = conn.execute(
+            select(tasks.c.stage_uuid, func.count())
+            .where(
+                tasks.c.project_id == project_id,
+                tasks.c.lease_token.startswith(CLAIM_PREFIX),
+                tasks.c.lease_deadline >= now(),
+            )
+            .group_by(tasks.c.stage_uuid)
+        ).all()
+    return {str(stage): int(n) for stage, n in rows}
+
+
+def next_retry_at(store: Store, project_id: str, stage_uuid: str) -> datetime | None:
+    """When the next task of the stage waiting out a retry backoff becomes claimable, if any."""
+    with store.read() as conn:
+        value = conn.execute(
+            select(func.min(tasks.c.lease_deadline)).where(
+                tasks.c.project_id == project_id,
+                tasks.c.stage_uuid == stage_uuid,
+                tasks.c.lease_token.startswith(RETRY_PREFIX),
+            )
+        ).scalar()
+    return value if isinstance(value, datetime) else None

@@ -1,0 +1,117 @@
+"""Claiming tasks with leases, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import update
+
+from common.store import Store
+from common.store.leases import (
+    FAILED,
+    claim_tasks,
+    count_live_leases,
+    list_failed,
+    next_retry_at,
+    release_failed,
+)
+from common.store.lifecycle import now
+from common.store.schema import tasks
+from common.workflow import Workflow, load_workflow
+from tests.helpers import make_project
+
+AGENTS = Path(__file__).parents[1] / "fixtures" / "agent_pipeline.yaml"
+
+
+@pytest.fixture
+def agent_workflow() -> Workflow:
+    return load_workflow(AGENTS)
+
+
+def _set(store: Store, task_uuid: str, **values: object) -> None:
+    with store.write() as conn:
+        conn.execute(update(tasks).where(tasks.c.uuid == task_uuid).values(**values))
+
+
+def test_claim_takes_free_tasks_once_with_fresh_leases(store: Store, agent_workflow: Workflow) -> None:
+    # Given five tasks in the agent stage Pre-label
+    project = make_project(store, agent_workflow, [f"a{i}.jpg" for i in range(5)])
+    stage = agent_workflow.stage("Pre-label").uuid
+
+    # When two claims of three are made
+    first = claim_tasks(store, project.id, stage, 3, lease_seconds=60)
+    second = claim_tasks(store, project.id, stage, 3, lease_seconds=60)
+
+    # Then they split the five tasks, each with its own token, attempt 1 and a bumped version
+    assert len(first) == 3 and len(second) == 2
+    claimed = first + second
+    assert len({t.uuid for t in claimed}) == 5
+    assert len({t.lease_token for t in claimed}) == 5
+    assert all(t.attempts == 1 and t.version == 1 and t.lease_deadline is not None for t in claimed)
+    # And nothing is left to claim while the leases live
+    assert claim_tasks(store, project.id, stage, 10, lease_seconds=60) == []
+    assert count_live_leases(store, project.id) == {stage: 5}
+
+
+def test_claim_orders_by_priority_and_retakes_expired_leases(store: Store, agent_workflow: Workflow) -> None:
+    # Given three tasks, one with a high priority
+    project = make_project(store, agent_workflow, ["a.jpg", "b.jpg", "c.jpg"])
+    stage = agent_workflow.stage("Pre-label").uuid
+    all_tasks = list(store.iter_tasks(project.id))
+    _set(store, all_tasks[2].uuid, priority=0.9)
+
+    # When one task is claimed with a lease that has already run out
+    (top,) = claim_tasks(store, project.id, stage, 1, lease_seconds=-1)
+
+    # Then it is the high-priority one, and the next claim takes it again (re-published)
+    assert top.uuid == all_tasks[2].uuid
+    again = claim_tasks(store, project.id, stage, 1, lease_seconds=60)
+    assert [t.uuid for t in again] == [top.uuid]
+    assert again[0].attempts == 2 and again[0].lease_token != top.lease_token
+
+
+def test_failed_tasks_are_never_claimed_until_released(store: Store, agent_workflow: Workflow) -> None:
+    # Given two tasks, one failed for good and one waiting out a retry backoff
+    project = make_project(store, agent_workflow, ["a.jpg", "b.jpg"])
+    stage = agent_workflow.stage("Pre-label").uuid
+    failed, waiting = list(store.iter_tasks(project.id))
+    _set(store, failed.uuid, lease_token=FAILED, lease_deadline=None, attempts=3, last_error="boom")
+    soon = now() + timedelta(hours=1)
+    _set(store, waiting.uuid, lease_token="retry:x", lease_deadline=soon)
+
+    # When the stage is claimed
+    claimed = claim_tasks(store, project.id, stage, 10, lease_seconds=60)
+
+    # Then neither is taken; the failed one is listed with its error; the backoff is reported
+    assert claimed == []
+    assert [(t.uuid, t.last_error) for t in list_failed(store, project.id)] == [(failed.uuid, "boom")]
+    retry_at = next_retry_at(store, project.id, stage)
+    assert retry_at is not None
+    assert count_live_leases(store, project.id) == {}
+
+    # When the failed task is released
+    assert release_failed(store, project.id, [failed.uuid]) == 1
+
+    # Then it is claimed again with its attempts counted afresh
+    (again,) = claim_tasks(store, project.id, stage, 10, lease_seconds=60)
+    assert again.uuid == failed.uuid and again.attempts == 1
+    assert list_failed(store, project.id) == []
+
+
+def test_a_pass_takes_each_free_task_once(store: Store, agent_workflow: Workflow) -> None:
+    # Given a task that was released after the pass began
+    project = make_project(store, agent_workflow, ["a.jpg", "b.jpg"])
+    stage = agent_workflow.stage("Pre-label").uuid
+    started = now()
+    late, _ = list(store.iter_tasks(project.id))
+    _set(store, late.uuid, updated_at=now() + timedelta(seconds=1))
+
+    # When the pass claims
+    claimed = claim_tasks(store, project.id, stage, 10, lease_seconds=60, pass_started=started)
+
+    # Then only the other task is taken; the next pass takes the late one
+    assert [t.uuid for t in claimed] != [late.uuid] and len(claimed) == 1
+    later = claim_tasks(store, project.id, stage, 10, lease_seconds=60, pass_started=now() + timedelta(seconds=2))
+    assert [t.uuid for t in later] == [late.uuid]
