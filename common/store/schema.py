@@ -22,14 +22,20 @@ __all__ = [
     "data_units",
     "datasets",
     "events",
+    "label_blobs",
     "label_rows",
+    "lineage_edges",
+    "lineage_nodes",
     "memberships",
     "metadata",
+    "project_versions",
     "projects",
     "runs",
     "subtasks",
     "tasks",
     "users",
+    "version_labels",
+    "version_tasks",
     "workflow_versions",
 ]
 
@@ -193,4 +199,91 @@ runs = Table(
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False),
     Index("ix_runs_project", "project_id", "created_at"),
+)
+
+# ------------------------------------------------------------ lineage and versions
+# Lineage: what each run read and wrote. A node is anything a run touches (project,
+# version, dataset, file, folder, task, labeling job, app session, the run itself),
+# keyed by (kind, key) so recording the same thing twice finds the same node.
+lineage_nodes = Table(
+    "lineage_nodes",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("kind", String(32), nullable=False),
+    Column("key", String(1000), nullable=False),
+    # The project the node belongs to (scopes filter on it); None for workspace-wide things.
+    Column("project_id", UUID),
+    Column("settings", JSON, nullable=False),  # display: title, description, icon, colours, url
+    Column("attrs", JSON, nullable=False),  # facts: model_weight, version number, path
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    UniqueConstraint("kind", "key", name="uq_lineage_node"),
+    Index("ix_lineage_nodes_project", "project_id"),
+)
+
+lineage_edges = Table(
+    "lineage_edges",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("source_id", Integer, ForeignKey("lineage_nodes.id", ondelete="CASCADE"), nullable=False),
+    Column("target_id", Integer, ForeignKey("lineage_nodes.id", ondelete="CASCADE"), nullable=False),
+    Column("run_id", UUID),
+    Column("settings", JSON, nullable=False),  # the card's display settings when recorded
+    Column("at", DateTime(timezone=True), nullable=False),
+    UniqueConstraint("source_id", "target_id", name="uq_lineage_edge"),
+    Index("ix_lineage_edges_target", "target_id"),
+)
+
+# Versions store deltas: version N holds only the task states and label rows that
+# differ from version N-1 (a removed one as a tombstone), so ten versions with 1%
+# change each cost about one full copy plus 9%. Label objects live once per content
+# hash in label_blobs, shared by every version and project that holds them.
+project_versions = Table(
+    "project_versions",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("project_id", UUID, ForeignKey("projects.id", ondelete="CASCADE"), nullable=False),
+    Column("number", Integer, nullable=False),
+    Column("title", String(200), nullable=False),
+    Column("description", Text, nullable=False),
+    Column("content_hash", String(64), nullable=False),
+    Column("workflow_version", Integer, nullable=False),
+    Column("task_count", Integer, nullable=False),
+    Column("label_row_count", Integer, nullable=False),
+    Column("created_by", String(320)),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    UniqueConstraint("project_id", "number", name="uq_project_version"),
+)
+
+version_tasks = Table(
+    "version_tasks",
+    metadata,
+    # data_hash first: the "latest entry per task up to version N" query walks this key.
+    Column("data_hash", UUID, primary_key=True),
+    Column("version_id", Integer, primary_key=True),
+    Column("stage_uuid", UUID, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("assignee", String(320)),
+    Column("priority", Float, nullable=False),
+    Column("label_branch", String(200), nullable=False),
+    Column("removed", Integer, nullable=False),  # 1: the task is gone in this version
+    sqlite_with_rowid=False,
+)
+
+version_labels = Table(
+    "version_labels",
+    metadata,
+    Column("data_hash", UUID, primary_key=True),
+    Column("branch", String(200), primary_key=True),
+    Column("version_id", Integer, primary_key=True),
+    Column("blob_hash", String(64)),  # None: the label row is gone in this version
+    sqlite_with_rowid=False,
+)
+
+label_blobs = Table(
+    "label_blobs",
+    metadata,
+    Column("hash", String(64), primary_key=True),
+    Column("objects", JSON, nullable=False),
+    sqlite_with_rowid=False,
 )
