@@ -18,7 +18,7 @@ from common.errors import AnnoflowError, TransientError
 from common.settings import Settings
 from common.store import Store
 
-__all__ = ["app", "main", "console", "settings", "open_store"]
+__all__ = ["app", "console", "main", "open_store", "settings"]
 
 app = typer.Typer(
     name="annoflow",
@@ -44,7 +44,7 @@ def open_store() -> Store:
 
 def _register() -> None:
     # Each module adds its commands to ``app`` when imported.
-    from producer import cli_project  # noqa: F401
+    from producer import cli_ops, cli_project  # noqa: F401
 
 
 def main() -> None:
