@@ -18,6 +18,7 @@ __all__ = [
     "ConflictError",
     "ForbiddenError",
     "InvalidInputError",
+    "InvalidParametersError",
     "NotFoundError",
     "TransientError",
     "TransitionNotAllowedError",
@@ -41,6 +42,16 @@ class WorkflowDefinitionError(InvalidInputError):
         self.problems = problems
         listing = "\n".join(f"  - {p}" for p in problems)
         super().__init__(f"{source}: invalid workflow ({len(problems)} problem(s)):\n{listing}")
+
+
+class InvalidParametersError(InvalidInputError):
+    """A parameter set (e.g. a ToTask run's) is invalid; ``problems`` lists every bad field at once."""
+
+    def __init__(self, source: str, problems: list[str]) -> None:
+        self.source = source
+        self.problems = problems
+        listing = "\n".join(f"  - {p}" for p in problems)
+        super().__init__(f"{source}: invalid parameters ({len(problems)} problem(s)):\n{listing}")
 
 
 class NotFoundError(AnnoflowError, LookupError):
