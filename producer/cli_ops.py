@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import typer
-from kombu import Connection
+from kombu.connection import Connection
 from sqlalchemy import text
 from sqlalchemy.exc import OperationalError
 
