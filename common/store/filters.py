@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from datetime import datetime
+from enum import Enum
 from typing import Any
 
 from pydantic import TypeAdapter, ValidationError
@@ -37,19 +38,36 @@ FILTER_FIELDS: dict[str, str] = {
     "attempts": "attempts",
 }
 LOOKUPS = ("exact", "in", "gte", "lte", "gt", "lt", "contains", "isnull")
+# Fields whose values are numbers: a string there would be a database error, not a match.
+_NUMBERS: dict[str, type[int] | type[float]] = {"priority": float, "attempts": int}
+# Fields compared as text by ``contains``; ids and numbers only match whole values.
 _DATES = TypeAdapter(datetime)
+_DATE_FIELDS = frozenset({"created_at", "updated_at"})
+_TEXT = frozenset(
+    f for f, col in FILTER_FIELDS.items() if f not in _NUMBERS and f not in _DATE_FIELDS and col != "dataset_id"
+)
 
 
 def _coerce(field: str, value: Any) -> Any:
     if value is None:
         return None
+    if isinstance(value, Enum):
+        # str(TaskStatus.NEW) is "TaskStatus.NEW" on Python 3.11+; the value is what is stored.
+        value = value.value
+    if field in _NUMBERS:
+        if isinstance(value, bool):
+            raise InvalidInputError(f"filter on {field}: {value!r} is not a number; pass a number like 0.5")
+        try:
+            return _NUMBERS[field](value)
+        except (TypeError, ValueError) as e:
+            raise InvalidInputError(f"filter on {field}: {value!r} is not a number; pass a number like 0.5") from e
     if field == "status":
         try:
             return TaskStatus(str(value).upper()).value
         except ValueError as e:
             valid = ", ".join(s.value for s in TaskStatus)
             raise InvalidInputError(f"unknown task status {value!r}; valid statuses: {valid}") from e
-    if field in ("created_at", "updated_at"):
+    if field in _DATE_FIELDS:
         try:
             parsed = _DATES.validate_python(value)
         except ValidationError as e:
@@ -57,7 +75,8 @@ def _coerce(field: str, value: Any) -> Any:
                 f"filter on {field}: {value!r} is not a date; use ISO 8601 like 2026-01-31T00:00:00Z"
             ) from e
         return parsed
-    return value
+    # UUID objects and the like compare as their text, as they are stored.
+    return value if isinstance(value, str) else str(value)
 
 
 def _dataset_clause(values: Sequence[Any]) -> ColumnElement[bool]:
@@ -80,6 +99,8 @@ def _one(key: str, value: Any) -> ColumnElement[bool]:
     col = tasks.c[FILTER_FIELDS[field]]
     is_dataset = FILTER_FIELDS[field] == "dataset_id"
     if lookup == "isnull":
+        if not isinstance(value, bool):
+            raise InvalidInputError(f"filter {key!r} takes True or False, got {value!r}")
         return col.is_(None) if value else col.is_not(None)
     if lookup == "in":
         if isinstance(value, (str, bytes)) or not isinstance(value, Sequence):
@@ -87,13 +108,29 @@ def _one(key: str, value: Any) -> ColumnElement[bool]:
         items = [_coerce(field, v) for v in value]
         return _dataset_clause(items) if is_dataset else col.in_(items)
     if lookup == "contains":
-        return col.contains(str(value), autoescape=True)
+        if field not in _TEXT:
+            raise InvalidInputError(
+                f"filter {key!r}: contains applies to text fields only ({', '.join(sorted(_TEXT))}); "
+                f"use {field}__in or {field} for whole values"
+            )
+        # Case-insensitive on every backend: SQLite's LIKE ignores ASCII case and
+        # PostgreSQL's does not, so lower() both sides to get one behaviour.
+        return col.icontains(str(value), autoescape=True)
     coerced = _coerce(field, value)
     if lookup == "exact":
         if coerced is None:
             return col.is_(None)
         return _dataset_clause([coerced]) if is_dataset else col == coerced
-    ops: dict[str, ColumnElement[bool]] = {"gte": col >= coerced, "lte": col <= coerced, "gt": col > coerced, "lt": col < coerced}
+    if coerced is None or is_dataset:
+        raise InvalidInputError(
+            f"filter {key!r}: {lookup} compares with a value; pass one that is not None, on a field other than dataset"
+        )
+    ops: dict[str, ColumnElement[bool]] = {
+        "gte": col >= coerced,
+        "lte": col <= coerced,
+        "gt": col > coerced,
+        "lt": col < coerced,
+    }
     return ops[lookup]
 
 
