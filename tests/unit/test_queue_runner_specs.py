@@ -1,0 +1,68 @@
+"""Building task specs from claimed tasks (SQLite and PostgreSQL)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from uuid import UUID
+
+import pytest
+from sqlalchemy import event
+
+from common.errors import InvalidInputError
+from common.specs import build_specs
+from common.store import LabelRow, Store
+from common.store.leases import claim_tasks
+from common.workflow import Workflow, load_workflow
+from tests.helpers import make_project
+
+AGENTS = Path(__file__).parents[1] / "fixtures" / "agent_pipeline.yaml"
+
+
+@pytest.fixture
+def wf() -> Workflow:
+    return load_workflow(AGENTS)
+
+
+def test_specs_carry_task_files_labels_and_pathways_in_two_queries(store: Store, wf: Workflow) -> None:
+    # Given three claimed tasks, one with saved labels
+    project = make_project(store, wf, ["a.jpg", "b.jpg", "c.jpg"])
+    stage = wf.stage("Pre-label")
+    claimed = claim_tasks(store, project.id, stage.uuid, 10, lease_seconds=60)
+    first = claimed[0]
+    store.save_label_row(
+        LabelRow(
+            project_id=project.id, data_hash=first.data_hash, branch="main", objects=[{"name": "apple"}], version=0
+        )
+    )
+    statements: list[str] = []
+    event.listen(store.engine, "before_cursor_execute", lambda *a: statements.append(a[2]))
+
+    # When specs are built with labels
+    specs = build_specs(store, project, stage, claimed, include_labels=True, run_id="r1")
+
+    # Then each spec carries its task, lease, file, pathways and labels, from two SELECTs
+    assert [s.uuid for s in specs] == [UUID(t.uuid) for t in claimed]
+    spec = specs[0]
+    assert spec.lease_token == first.lease_token and spec.attempt == 1 and spec.status == "NEW"
+    assert spec.stage_title == "Pre-label" and spec.project_name == "apples" and spec.run_id == "r1"
+    assert set(spec.pathways) == {"labelled", "skip"}
+    assert spec.files["image"].is_primary and spec.files["image"].url.endswith("/a.jpg")
+    assert spec.labels is not None and spec.labels.objects == [{"name": "apple"}] and spec.labels.version == 1
+    assert specs[1].labels is not None and specs[1].labels.objects == [] and specs[1].labels.version == 0
+    assert sum(s.lstrip().upper().startswith("SELECT") for s in statements) == 2
+
+
+def test_specs_without_labels_and_unclaimed_tasks(store: Store, wf: Workflow) -> None:
+    # Given a claimed and an unclaimed task
+    project = make_project(store, wf, ["a.jpg", "b.jpg"])
+    stage = wf.stage("Pre-label")
+    (claimed,) = claim_tasks(store, project.id, stage.uuid, 1, lease_seconds=60)
+    unclaimed = next(t for t in store.iter_tasks(project.id) if t.uuid != claimed.uuid)
+
+    # When specs are built without labels
+    (spec,) = build_specs(store, project, stage, [claimed], include_labels=False)
+
+    # Then the spec has no labels; and an unclaimed task is refused with how to fix it
+    assert spec.labels is None
+    with pytest.raises(InvalidInputError, match="claim_tasks"):
+        build_specs(store, project, stage, [unclaimed], include_labels=False)
