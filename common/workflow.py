@@ -75,7 +75,10 @@ class StageSpec(BaseModel):
                 if not isinstance(item, Mapping) or "name" not in item:
                     raise ValueError("each pathway in a list needs a 'name' and a 'to'")
                 body = dict(item)
-                out[str(body.pop("name"))] = body
+                name = str(body.pop("name"))
+                if name in out:
+                    raise ValueError(f"pathway name '{name}' appears twice; pathway names must be unique")
+                out[name] = body
             return out
         return value
 
@@ -124,9 +127,7 @@ class Stage(BaseModel):
             if name_or_uuid in (p.name, p.uuid):
                 return p
         names = ", ".join(f"'{p.name}' ({p.uuid})" for p in self.pathways) or "none"
-        raise NotFoundError(
-            f"stage '{self.title}' has no pathway '{name_or_uuid}'; its pathways are: {names}"
-        )
+        raise NotFoundError(f"stage '{self.title}' has no pathway '{name_or_uuid}'; its pathways are: {names}")
 
 
 def _stable_uuid(*parts: str) -> str:
@@ -166,10 +167,7 @@ class Workflow:
 
     @property
     def is_consensus(self) -> bool:
-        return any(
-            s.type in (StageType.CONSENSUS_ANNOTATION, StageType.CONSENSUS_REVIEW)
-            for s in self.stages.values()
-        )
+        return any(s.type in (StageType.CONSENSUS_ANNOTATION, StageType.CONSENSUS_REVIEW) for s in self.stages.values())
 
     # ---------------------------------------------------------------- routing
     def resolve(self, stage_uuid: str, data_hash: str, actor: str | None) -> tuple[Stage, list[Pathway]]:
@@ -246,6 +244,9 @@ def _check(spec: WorkflowSpec) -> list[str]:
     titles = [s.title for s in spec.stages]
     for t in sorted({t for t in titles if titles.count(t) > 1}):
         problems.append(f"stage '{t}': duplicate stage title; titles must be unique")
+    given = [u for s in spec.stages for u in [s.uuid, *(p.uuid for p in s.pathways.values())] if u]
+    for u in sorted({u for u in given if given.count(u) > 1}):
+        problems.append(f"uuid '{u}' is given to more than one stage or pathway; uuids must be unique")
     known = set(titles)
     if spec.start not in known:
         problems.append(f"start: unknown stage '{spec.start}'; stages are {sorted(known)}")
@@ -262,7 +263,7 @@ def _check(spec: WorkflowSpec) -> list[str]:
             problems.append(f"{where}: no pathways; every non-final stage needs at least one")
         for need in _REQUIRED_PATHWAYS.get(s.type, ()):
             if need not in s.pathways:
-                problems.append(f"{where}: a {s.type.value} stage needs an '{need}' pathway")
+                problems.append(f"{where}: a {s.type.value} stage needs a pathway named '{need}'")
         if s.type in _SINGLE_PATHWAY and len(s.pathways) > 1:
             problems.append(f"{where}: a {s.type.value} stage has exactly one pathway (submit)")
         if s.type is StageType.CONSENSUS_ANNOTATION and (s.annotators is None or s.annotators < 2):
@@ -270,6 +271,8 @@ def _check(spec: WorkflowSpec) -> list[str]:
         if s.type is StageType.PERCENTAGE_ROUTER:
             if any(p.percentage is None for p in s.pathways.values()):
                 problems.append(f"{where}: every percentage_router pathway needs a 'percentage'")
+            elif any(not 0 <= (p.percentage or 0) <= 100 for p in s.pathways.values()):
+                problems.append(f"{where}: each router percentage must be between 0 and 100")
             else:
                 total = sum(p.percentage or 0 for p in s.pathways.values())
                 if abs(total - 100) > 1e-9:
@@ -281,7 +284,34 @@ def _check(spec: WorkflowSpec) -> list[str]:
         if s.on_failure is not None and s.type is not StageType.AGENT:
             problems.append(f"{where}: on_failure is only for agent stages")
     if not problems:
+        problems.extend(_router_cycles(spec))
+    if not problems:
         problems.extend(_unreachable(spec))
+    return problems
+
+
+def _router_cycles(spec: WorkflowSpec) -> list[str]:
+    # Routers pass a task on without anyone acting; a loop made only of routers
+    # would route a task forever, so every router path must end at a real stage.
+    routers = {s.title: [p.to for p in s.pathways.values()] for s in spec.stages if s.type.is_router}
+    problems: list[str] = []
+    for first in routers:
+        path = [first]
+        todo = [(first, path)]
+        seen: set[str] = set()
+        while todo:
+            here, trail = todo.pop()
+            for nxt in routers.get(here, []):
+                if nxt == first:
+                    loop = " -> ".join([*trail, first])
+                    problems.append(
+                        f"stage '{first}': routers loop back to it ({loop}); route one way to a non-router stage"
+                    )
+                    todo = []
+                    break
+                if nxt in routers and nxt not in seen:
+                    seen.add(nxt)
+                    todo.append((nxt, [*trail, nxt]))
     return problems
 
 
@@ -301,6 +331,42 @@ def _unreachable(spec: WorkflowSpec) -> list[str]:
     ]
 
 
+def _where(data: Mapping[str, Any], loc: tuple[int | str, ...]) -> str:
+    """Name the place of a schema error by stage title where there is one, not only by index."""
+    path = ".".join(str(x) for x in loc) or "file"
+    if len(loc) >= 2 and loc[0] == "stages" and isinstance(loc[1], int):
+        stages = data.get("stages")
+        entry = stages[loc[1]] if isinstance(stages, list) and loc[1] < len(stages) else None
+        if isinstance(entry, Mapping) and "title" in entry:
+            rest = ".".join(str(x) for x in loc[2:]) or "stage"
+            return f"stage '{entry['title']}' (stages[{loc[1]}]) {rest}"
+    return path
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """A YAML loader that refuses a key given twice instead of keeping the last one silently."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {key!r}; each name may appear once", key_node.start_mark
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+def _unique_pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise ValueError(f"duplicate key {key!r}; each name may appear once")
+        out[key] = value
+    return out
+
+
 def parse_workflow(data: Mapping[str, Any], source: str = "<workflow>") -> Workflow:
     """Validate a workflow mapping and compile it.
 
@@ -310,7 +376,7 @@ def parse_workflow(data: Mapping[str, Any], source: str = "<workflow>") -> Workf
     try:
         spec = WorkflowSpec.model_validate(data)
     except ValidationError as e:
-        problems = [f"{'.'.join(str(x) for x in err['loc']) or 'file'}: {err['msg']}" for err in e.errors()]
+        problems = [f"{_where(data, err['loc'])}: {err['msg']}" for err in e.errors()]
         raise WorkflowDefinitionError(source, problems) from e
     problems = _check(spec)
     if problems:
@@ -355,13 +421,22 @@ def load_workflow(path: str | Path) -> Workflow:
     """
     p = Path(path)
     try:
-        text = p.read_text()
+        text = p.read_text(encoding="utf-8")
     except OSError as e:
         raise InvalidInputError(f"{p}: cannot read workflow file ({e.strerror}); check the path") from e
+    except UnicodeDecodeError as e:
+        raise InvalidInputError(f"{p}: not a text file ({e.reason}); save the workflow as UTF-8 YAML or JSON") from e
     try:
-        data = json.loads(text) if p.suffix == ".json" else yaml.safe_load(text)
-    except (json.JSONDecodeError, yaml.YAMLError) as e:
-        raise InvalidInputError(f"{p}: not valid {'JSON' if p.suffix == '.json' else 'YAML'}: {e}") from e
+        # Duplicate keys are refused: a second "submit:" would otherwise replace the first unseen.
+        data = (
+            json.loads(text, object_pairs_hook=_unique_pairs)
+            if p.suffix == ".json"
+            else yaml.load(text, _UniqueKeyLoader)  # a SafeLoader: builds plain data only
+        )
+    except (ValueError, yaml.YAMLError) as e:
+        raise InvalidInputError(
+            f"{p}: not valid {'JSON' if p.suffix == '.json' else 'YAML'} ({e}); fix the place shown"
+        ) from e
     if not isinstance(data, Mapping):
         raise InvalidInputError(f"{p}: a workflow file holds a mapping with 'name', 'start' and 'stages'")
     return parse_workflow(data, str(p))
