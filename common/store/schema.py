@@ -136,6 +136,8 @@ tasks = Table(
     # Bumped by every change: a write that saw an older version loses (optimistic lock).
     Column("version", Integer, nullable=False, default=0),
     Index("ix_tasks_project_stage_status", "project_id", "stage_uuid", "status", "id"),
+    # A stage listing without a status filter pages in id order (migration 0003).
+    Index("ix_tasks_project_stage_id", "project_id", "stage_uuid", "id"),
     Index("ix_tasks_data_hash", "data_hash"),
     UniqueConstraint("project_id", "data_hash", name="uq_task_data_unit"),
 )
