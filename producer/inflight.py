@@ -1,0 +1,106 @@
+"""The in-flight ledger: which published batches are not applied yet, per stage.
+
+The producer adds a batch before it publishes it; the result applier removes it
+after the batch's transaction commits. Each entry expires at the batch's lease
+deadline, so a batch lost with a killed worker stops counting when its tasks
+become claimable again. The producer and the applier may be different
+processes, so the ledger lives beside the broker:
+
+* Redis broker: one sorted set per stage (member batch id, score deadline).
+* Embedded broker: one empty file per batch under ``<home>/inflight/``, its
+  modification time set to the deadline.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Protocol
+
+__all__ = ["FileLedger", "Ledger", "RedisLedger", "make_ledger"]
+
+KEY_PREFIX = "annoflow:inflight"
+
+
+class Ledger(Protocol):
+    """Published-but-not-applied batches, by project and stage."""
+
+    def add(self, project_id: str, stage_uuid: str, batch_id: str, deadline: float) -> None: ...
+
+    def remove(self, project_id: str, stage_uuid: str, batch_id: str) -> None: ...
+
+    def count(self, project_id: str, stage_uuid: str) -> int: ...
+
+
+class RedisLedger:
+    """The ledger in Redis sorted sets (``annoflow:inflight:<project>:<stage>``)."""
+
+    def __init__(self, url: str) -> None:
+        import redis
+
+        self.client = redis.Redis.from_url(url)
+
+    @staticmethod
+    def _key(project_id: str, stage_uuid: str) -> str:
+        return f"{KEY_PREFIX}:{project_id}:{stage_uuid}"
+
+    def add(self, project_id: str, stage_uuid: str, batch_id: str, deadline: float) -> None:
+        self.client.zadd(self._key(project_id, stage_uuid), {batch_id: deadline})
+
+    def remove(self, project_id: str, stage_uuid: str, batch_id: str) -> None:
+        self.client.zrem(self._key(project_id, stage_uuid), batch_id)
+
+    def count(self, project_id: str, stage_uuid: str) -> int:
+        key = self._key(project_id, stage_uuid)
+        at = time.time()
+        pipe = self.client.pipeline()
+        # Expired entries are batches whose tasks are claimable again: drop them.
+        pipe.zremrangebyscore(key, "-inf", at)
+        pipe.zcard(key)
+        return int(pipe.execute()[1])
+
+
+class FileLedger:
+    """The ledger as files under a folder (the embedded broker's)."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+
+    def _dir(self, project_id: str, stage_uuid: str) -> Path:
+        return self.folder / project_id / stage_uuid
+
+    def add(self, project_id: str, stage_uuid: str, batch_id: str, deadline: float) -> None:
+        folder = self._dir(project_id, stage_uuid)
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / batch_id
+        path.touch()
+        os.utime(path, (deadline, deadline))
+
+    def remove(self, project_id: str, stage_uuid: str, batch_id: str) -> None:
+        (self._dir(project_id, stage_uuid) / batch_id).unlink(missing_ok=True)
+
+    def count(self, project_id: str, stage_uuid: str) -> int:
+        folder = self._dir(project_id, stage_uuid)
+        at = time.time()
+        live = 0
+        try:
+            entries = list(os.scandir(folder))
+        except FileNotFoundError:
+            return 0
+        for entry in entries:
+            try:
+                if entry.stat().st_mtime > at:
+                    live += 1
+                else:
+                    os.unlink(entry.path)
+            except FileNotFoundError:
+                continue  # the applier removed it meanwhile
+        return live
+
+
+def make_ledger(broker_url: str, home: Path) -> Ledger:
+    """The ledger that goes with a broker URL."""
+    if broker_url.startswith(("redis://", "rediss://")):
+        return RedisLedger(broker_url)
+    return FileLedger(Path(home) / "inflight")

@@ -1,0 +1,149 @@
+"""The Celery tasks of a worker: run a stage batch through its handler, publish one results message.
+
+One task is registered per agent stage (``annoflow.stage.<project>.<stage>``)
+so Flower shows which stage a batch belongs to. The handlers themselves are
+loaded in each pool child after fork (``worker_process_init``), never in the
+parent. Workers hold no store credentials: everything a handler needs is in
+the specs, and everything it decides goes back in the results.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import socket
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from celery import Celery
+from celery.exceptions import SoftTimeLimitExceeded
+from celery.signals import worker_process_init
+
+from common.batches import encode_result_batch
+from common.celery_app import RESULTS_QUEUE, make_queue, stage_task_name
+from common.loader import StageInfo, agents_of, load_runner
+from common.models import TaskCompletionResult, TaskSpec
+
+__all__ = ["failure_results", "publish_results", "register_noop_task", "register_stage_tasks"]
+
+log = logging.getLogger("annoflow.worker")
+
+# The runner of this process (a pool child, or the worker itself with the solo pool).
+_loaded: dict[str, Any] = {}
+
+
+def _load_agents(ref: str) -> dict[str, Any]:
+    if ref not in _loaded:
+        runner = load_runner(ref)
+        _loaded[ref] = {a.stage_key: a for a in agents_of(runner)}
+        log.info("process %s loaded handlers from %s: %s", os.getpid(), ref, ", ".join(_loaded[ref]))
+    agents: dict[str, Any] = _loaded[ref]
+    return agents
+
+
+def failure_results(specs: Sequence[str], error: str, worker: str) -> list[str]:
+    """One failed ``TaskCompletionResult`` per spec, for a batch the handler could not answer."""
+    out = []
+    at = datetime.now(UTC)
+    for raw in specs:
+        spec = TaskSpec.model_validate_json(raw)
+        out.append(
+            TaskCompletionResult(
+                task_uuid=spec.uuid,
+                stage_uuid=spec.stage_uuid,
+                success=False,
+                error=error,
+                lease_token=spec.lease_token,
+                run_id=spec.run_id,
+                attempt=spec.attempt,
+                finished_at=at,
+                worker=worker,
+            ).model_dump_json()
+        )
+    return out
+
+
+def publish_results(app: Celery, header: dict[str, Any], results: list[str], worker: str) -> None:
+    """Publish one results message for a batch; kombu retries while the broker is unreachable."""
+    body = encode_result_batch(json.dumps(header), worker, results)
+    queue = make_queue(RESULTS_QUEUE)
+    with app.producer_or_acquire() as producer:
+        producer.publish(
+            body,
+            exchange=queue.exchange,
+            routing_key=RESULTS_QUEUE,
+            content_type="application/json",
+            content_encoding="utf-8",
+            delivery_mode=2,
+            declare=[queue],
+            retry=True,
+            retry_policy={"max_retries": 20, "interval_start": 0.2, "interval_step": 0.5, "interval_max": 5},
+        )
+
+
+def _run_batch(app: Celery, ref: str, stage_key: str, header: dict[str, Any], specs: list[str]) -> int:
+    worker = f"{socket.gethostname()}:{os.getpid()}"
+    try:
+        agent = _load_agents(ref)[stage_key]
+        results = list(agent(specs))
+    except SoftTimeLimitExceeded:
+        # Raised outside any one handler (the QueueRunner turns a handler's own
+        # timeout into that task's failure): answer every task so none waits for its lease.
+        limit = app.conf.task_soft_time_limit
+        results = failure_results(
+            specs,
+            f"the batch ran past the soft time limit ({limit}s); raise it "
+            "(ANNOFLOW_SOFT_TIME_LIMIT) or make the handler faster",
+            worker,
+        )
+    except Exception as e:  # a handler must not leave its tasks unanswered
+        log.exception("batch %s of stage %s failed as a whole", header.get("batch_id"), stage_key)
+        results = failure_results(specs, f"{type(e).__name__}: {e}", worker)
+    if len(results) != len(specs):
+        answered = {json.loads(r)["task_uuid"] for r in results}
+        missing = [s for s in specs if str(json.loads(s)["uuid"]) not in answered]
+        results += failure_results(missing, "the handler returned no result for this task", worker)
+    publish_results(app, header, results, worker)
+    return len(results)
+
+
+def register_stage_tasks(app: Celery, project: str, stages: Sequence[StageInfo], ref: str) -> list[str]:
+    """Register one Celery task per agent stage; return their names.
+
+    The handlers load in each pool child when it starts (``worker_process_init``)
+    or, with the solo pool, on the first batch.
+    """
+    names = []
+    for info in stages:
+        name = stage_task_name(project, info.stage_key)
+
+        def run(header: dict[str, Any], specs: list[str], _key: str = info.stage_key) -> int:
+            return _run_batch(app, ref, _key, header, specs)
+
+        run.__name__ = run.__qualname__ = name
+        app.task(name=name, acks_late=True, reject_on_worker_lost=True)(run)
+        names.append(name)
+
+    @worker_process_init.connect(weak=False)
+    def _load_in_child(**_: Any) -> None:
+        _load_agents(ref)
+
+    return names
+
+
+def register_noop_task(app: Celery, counter_url: str) -> str:
+    """The benchmark's baseline: a no-op task that only counts itself in Redis (so the bench sees it finish)."""
+    import redis
+
+    client: list[redis.Redis] = []
+    name = "annoflow.bench.noop"
+
+    def noop(key: str) -> None:
+        if not client:
+            client.append(redis.Redis.from_url(counter_url))
+        client[0].incr(key)
+
+    app.task(name=name, acks_late=True)(noop)
+    return name
