@@ -28,7 +28,10 @@ from common.store.schema import certifications, events, label_rows, memberships,
 from common.transitions import Move, Rule, arrival_status, rule_for
 from common.workflow import Pathway, Stage, Workflow
 
-__all__ = ["ActionRequest", "execute", "enter_stage_rows", "record_event", "copy_labels"]
+__all__ = ["ActionRequest", "copy_labels", "enter_stage_rows", "execute", "record_event"]
+
+# Who may act on a task another user holds (submit or release it for them).
+_MANAGERS = frozenset({Role.TEAM_MANAGER, Role.ADMIN})
 
 
 def now() -> datetime:
@@ -66,9 +69,7 @@ def load_subtasks(conn: Connection, task_uuid: str) -> list[SubtaskRecord]:
 
 
 def record_event(conn: Connection, task: TaskRecord, **values: Any) -> None:
-    conn.execute(
-        insert(events).values(project_id=task.project_id, task_uuid=task.uuid, at=now(), **values)
-    )
+    conn.execute(insert(events).values(project_id=task.project_id, task_uuid=task.uuid, at=now(), **values))
 
 
 def _role(conn: Connection, project_id: str, email: str) -> Role | None:
@@ -78,16 +79,34 @@ def _role(conn: Connection, project_id: str, email: str) -> Role | None:
     return Role(value) if value else None
 
 
-def _check_role(conn: Connection, task: TaskRecord, stage: Stage, rule: Rule, action: Action, who: str) -> None:
+def _check_role(
+    conn: Connection, task: TaskRecord, stage: Stage, rule: Rule, action: Action, who: str, for_whom: str = ""
+) -> None:
     if rule.roles is None:
         return
     role = _role(conn, task.project_id, who)
     if role not in rule.roles:
         need = ", ".join(sorted(r.value for r in rule.roles))
         has = role.value if role else "no role on this project"
+        what = f"be the user {for_whom} acts for" if for_whom else action.value
         raise ForbiddenError(
-            f"{who} cannot {action.value} in {stage.type.value} stage '{stage.title}': "
+            f"{who} cannot {what} in {stage.type.value} stage '{stage.title}': "
             f"they have {has}; it needs one of: {need} ('annoflow users add {who} --project ... --role ...')"
+        )
+
+
+def _check_on_behalf(
+    conn: Connection, task: TaskRecord, stage: Stage, rule: Rule, action: Action, actor: str, holder: str | None
+) -> None:
+    """Acting on work someone else holds: they must have the role, and the actor must manage the project."""
+    if not holder or not actor or holder == actor:
+        return
+    # "Submitted on behalf of" users with the stage's roles: the holder's role counts too.
+    _check_role(conn, task, stage, rule, action, holder, for_whom=actor)
+    if _role(conn, task.project_id, actor) not in _MANAGERS:
+        raise ForbiddenError(
+            f"{actor} cannot {action.value} work that {holder} holds in stage '{stage.title}': only the assignee, "
+            f"a team_manager or an admin can; leave out --by to act as {holder}, or assign it to {actor} first"
         )
 
 
@@ -143,7 +162,11 @@ def copy_labels(conn: Connection, project_id: str, data_hash: str, source: str, 
     if done.rowcount == 0:
         conn.execute(
             insert(label_rows).values(
-                project_id=project_id, data_hash=data_hash, branch=target, objects=objects, version=1,
+                project_id=project_id,
+                data_hash=data_hash,
+                branch=target,
+                objects=objects,
+                version=1,
                 updated_at=now(),
             )
         )
@@ -158,8 +181,7 @@ def _destination(wf: Workflow, stage: Stage, rule: Rule, req: ActionRequest) -> 
     if rule.move is Move.CHOSEN:
         if req.pathway is None:
             raise InvalidInputError(
-                f"say which pathway to take from stage '{stage.title}': "
-                + ", ".join(p.name for p in stage.pathways)
+                f"say which pathway to take from stage '{stage.title}': " + ", ".join(p.name for p in stage.pathways)
             )
         return stage.pathway(req.pathway)
     return None
@@ -215,6 +237,8 @@ def execute(conn: Connection, wf: Workflow, req: ActionRequest) -> TaskRecord:
         if rule.roles is not None and not actor:
             raise InvalidInputError(f"{req.action.value} needs the acting user: pass by=EMAIL (--by EMAIL)")
         _check_role(conn, task, stage, rule, req.action, actor)
+        if stage.type is not StageType.AGENT:
+            _check_on_behalf(conn, task, stage, rule, req.action, actor, task.assignee)
     if rule.move is Move.STAY:
         assert rule.status is not None
         values: dict[str, Any] = {"status": rule.status.value, "last_actioned_by": actor or None}
@@ -223,9 +247,17 @@ def execute(conn: Connection, wf: Workflow, req: ActionRequest) -> TaskRecord:
         if rule.clears_assignee:
             values["assignee"] = None
         _write_task(conn, task, values)
-        record_event(conn, task, actor=actor or None, action=req.action.value, from_stage=stage.uuid,
-                     to_stage=stage.uuid, from_status=task.status.value, to_status=rule.status.value,
-                     run_id=req.run_id)
+        record_event(
+            conn,
+            task,
+            actor=actor or None,
+            action=req.action.value,
+            from_stage=stage.uuid,
+            to_stage=stage.uuid,
+            from_status=task.status.value,
+            to_status=rule.status.value,
+            run_id=req.run_id,
+        )
         return load_task(conn, task.uuid)
     if stage.type is StageType.CONSENSUS_REVIEW and req.action is Action.APPROVE:
         _choose_branch(conn, task, req)
@@ -266,9 +298,19 @@ def move(
         conn.execute(delete(subtasks).where(subtasks.c.task_uuid == task.uuid))
         conn.execute(insert(subtasks), rows)
     detail = {"routers": [p.uuid for p in routed]} if routed else None
-    record_event(conn, task, actor=actor or None, action=action.value, from_stage=task.stage_uuid,
-                 to_stage=dest.uuid, from_status=task.status.value, to_status=status.value,
-                 pathway=pathway.uuid if pathway else None, run_id=run_id, detail=detail)
+    record_event(
+        conn,
+        task,
+        actor=actor or None,
+        action=action.value,
+        from_stage=task.stage_uuid,
+        to_stage=dest.uuid,
+        from_status=task.status.value,
+        to_status=status.value,
+        pathway=pathway.uuid if pathway else None,
+        run_id=run_id,
+        detail=detail,
+    )
     return load_task(conn, task.uuid)
 
 
@@ -310,12 +352,14 @@ def _execute_subtask(conn: Connection, wf: Workflow, stage: Stage, task: TaskRec
     else:
         actor = req.by or sub.assignee or ""
         _check_role(conn, task, stage, rule, req.action, actor)
+        _check_on_behalf(conn, task, stage, rule, req.action, actor, sub.assignee)
         if rule.clears_assignee:
             values["assignee"] = None
     done = conn.execute(
         update(subtasks)
-        .where(subtasks.c.uuid == sub.uuid, subtasks.c.status == sub.status.value,
-               subtasks.c.updated_at == sub.updated_at)
+        .where(
+            subtasks.c.uuid == sub.uuid, subtasks.c.status == sub.status.value, subtasks.c.updated_at == sub.updated_at
+        )
         .values(**values)
     )
     if done.rowcount != 1:
@@ -323,11 +367,18 @@ def _execute_subtask(conn: Connection, wf: Workflow, stage: Stage, task: TaskRec
     # Touch the parent so concurrent actions on the same task conflict cleanly.
     _write_task(conn, task, {"last_actioned_by": actor or None})
     task = load_task(conn, task.uuid)
-    record_event(conn, task, actor=actor or None, action=req.action.value, from_stage=stage.uuid,
-                 to_stage=stage.uuid, from_status=sub.status.value, to_status=values["status"],
-                 run_id=req.run_id, detail={"subtask": sub.uuid, "branch": sub.label_branch})
-    if rule.move is Move.SUBTASK_DONE and all(
-        s.status is TaskStatus.COMPLETED or s.uuid == sub.uuid for s in subs
-    ):
+    record_event(
+        conn,
+        task,
+        actor=actor or None,
+        action=req.action.value,
+        from_stage=stage.uuid,
+        to_stage=stage.uuid,
+        from_status=sub.status.value,
+        to_status=values["status"],
+        run_id=req.run_id,
+        detail={"subtask": sub.uuid, "branch": sub.label_branch},
+    )
+    if rule.move is Move.SUBTASK_DONE and all(s.status is TaskStatus.COMPLETED or s.uuid == sub.uuid for s in subs):
         return move(conn, wf, task, stage.pathways[0], rule, Action.SUBMIT, actor, req.run_id)
     return task
