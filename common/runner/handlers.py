@@ -1,0 +1,216 @@
+"""A registered stage handler: run it on task specs, always answer with a result.
+
+What a handler may return:
+
+* a pathway name or UUID (``str`` or ``uuid.UUID``): the task moves along it;
+* ``None``: the task stays in the stage (and is taken again on the next refresh);
+* :class:`HandlerResult`: a pathway (or None), a label row to save, a priority.
+
+An exception, an unknown pathway or anything else returned becomes a failed
+``TaskCompletionResult`` with the error text; the wrapped function never
+raises for a handler failure.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import socket
+import traceback
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, overload
+from uuid import UUID
+
+from common.errors import InvalidInputError
+from common.models import LabelPayload, TaskCompletionResult, TaskSpec
+from common.runner.assets import fetch_assets
+from common.runner.context import TaskContext
+from common.runner.dependencies import Dependant, analyze, dep_asset, solve
+from common.runner.labels import LabelRowEditor
+
+if TYPE_CHECKING:
+    from common.runner.base import RunnerBase
+
+__all__ = ["HandlerResult", "StageAgent"]
+
+_ERROR_CHARS = 4000  # keep the end of a traceback: that is where the cause is
+_WORKER = f"{socket.gethostname()}:{os.getpid()}"
+
+
+@dataclass
+class HandlerResult:
+    """A handler's full answer: where the task goes, its labels and its priority (0.0 is valid)."""
+
+    pathway: str | UUID | None = None
+    label_row: LabelRowEditor | LabelPayload | None = None
+    priority: float | None = None
+
+
+class _HandlerError(Exception):
+    """A handler's answer cannot be used; the message goes in the failed result."""
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def resolve_pathway(spec: TaskSpec, pathway: str | UUID) -> UUID:
+    """The UUID of the pathway a handler named, from the stage's pathways in the spec."""
+    key = str(pathway)
+    if key in spec.pathways:
+        return spec.pathways[key]
+    for uid in spec.pathways.values():
+        if str(uid) == key:
+            return uid
+    names = ", ".join(f"'{n}' ({u})" for n, u in spec.pathways.items()) or "none"
+    raise _HandlerError(
+        f"stage '{spec.stage_title}' has no pathway '{key}'; return one of its pathways: {names}, or None to stay"
+    )
+
+
+class StageAgent:
+    """A handler registered for one stage, wrapped to take task-spec JSON and answer result JSON.
+
+    Call it with one spec JSON string (returns one result JSON string) or a
+    list of them (returns a list). ``handler`` is the undecorated function.
+    """
+
+    def __init__(
+        self,
+        runner: RunnerBase,
+        stage_key: str,
+        handler: Callable[..., Any],
+        *,
+        include_labels: bool | None,
+        overwrite: bool,
+        will_set_priority: bool,
+    ) -> None:
+        self.runner = runner
+        self.stage_key = stage_key
+        self.handler = handler
+        self.dependant: Dependant = analyze(handler)
+        self._include_labels = include_labels
+        self.overwrite = overwrite
+        self.will_set_priority = will_set_priority
+        self.stage_uuid: str | None = None  # set when the runner is bound to a workflow
+        self.stage_title: str | None = None
+        functools.update_wrapper(self, handler)
+
+    @property
+    def include_labels(self) -> bool:
+        """Whether specs carry the label row: as asked, else when the handler takes one."""
+        if self._include_labels is not None:
+            return self._include_labels
+        return self.dependant.needs(LabelRowEditor)
+
+    def __repr__(self) -> str:
+        return f"StageAgent({self.stage_key!r}, {getattr(self.handler, '__qualname__', self.handler)!r})"
+
+    # ------------------------------------------------------------- execution
+    @overload
+    def __call__(self, specs: str) -> str: ...
+    @overload
+    def __call__(self, specs: list[str]) -> list[str]: ...
+
+    def __call__(self, specs: str | list[str]) -> str | list[str]:
+        """Run the handler on spec JSON; answer result JSON (never raises for a handler failure).
+
+        Raises:
+            InvalidInputError: a message is not a task spec (a malformed message,
+                to be dead-lettered by the caller, not retried).
+        """
+        texts = [specs] if isinstance(specs, str) else specs
+        try:
+            parsed = [TaskSpec.model_validate_json(t) for t in texts]
+        except ValueError as e:
+            raise InvalidInputError(f"not a task spec: {e}; publish TaskSpec.model_dump_json() messages") from e
+        results = [r.model_dump_json() for r in self.run_specs(parsed)]
+        return results[0] if isinstance(specs, str) else results
+
+    def run_specs(self, specs: list[TaskSpec]) -> list[TaskCompletionResult]:
+        """Run the handler on each spec in turn; one result per spec, in order."""
+        if not self.dependant.needs(dep_asset):
+            return [self._run_one(spec, None) for spec in specs]
+        # Fetch the batch's files together, up front, instead of one by one per task.
+        with fetch_assets(specs) as assets:
+            return [self._run_one(spec, assets.get(str(spec.uuid))) for spec in specs]
+
+    def _run_one(self, spec: TaskSpec, asset: Path | str | None) -> TaskCompletionResult:
+        started = _now()
+        ctx = TaskContext(spec, asset=asset if isinstance(asset, Path) else None)
+        ctx.asset_error = asset if isinstance(asset, str) else None
+        try:
+            self._check_stage(spec)
+            with ExitStack() as stack:
+                answer = self.handler(**solve(self.dependant, ctx, stack, {}))
+            pathway, labels, priority = self._interpret(spec, ctx, answer)
+        except _HandlerError as e:
+            return self._result(spec, started, error=str(e))
+        except Exception as e:  # the handler's own failure becomes a failed result
+            tb = traceback.format_exc()
+            error = f"{type(e).__name__}: {e}\n{tb[-_ERROR_CHARS:]}"
+            return self._result(spec, started, error=error)
+        finally:
+            if ctx.asset is not None:
+                ctx.asset.unlink(missing_ok=True)
+        return self._result(spec, started, pathway=pathway, labels=labels, priority=priority)
+
+    def _check_stage(self, spec: TaskSpec) -> None:
+        if self.stage_uuid is not None and str(spec.stage_uuid) != self.stage_uuid:
+            raise _HandlerError(
+                f"task {spec.uuid} is from stage '{spec.stage_title}' but this handler serves "
+                f"'{self.stage_title}'; route specs to runner.agent_for(spec.stage_uuid)"
+            )
+
+    def _interpret(
+        self, spec: TaskSpec, ctx: TaskContext, answer: Any
+    ) -> tuple[UUID | None, LabelPayload | None, float | None]:
+        label_row: LabelRowEditor | LabelPayload | None = ctx.label_row if ctx.label_row.dirty else None
+        priority = ctx.label_row.priority
+        if isinstance(answer, HandlerResult):
+            label_row = answer.label_row if answer.label_row is not None else label_row
+            priority = answer.priority if answer.priority is not None else priority
+            answer = answer.pathway
+        if answer is not None and not isinstance(answer, str | UUID):
+            raise _HandlerError(
+                f"handler {self.stage_key!r} returned {type(answer).__name__}; return a pathway name or UUID, "
+                "None to stay, or HandlerResult(pathway=..., label_row=..., priority=...)"
+            )
+        pathway = resolve_pathway(spec, answer) if answer is not None else None
+        labels = label_row.payload() if isinstance(label_row, LabelRowEditor) else label_row
+        return pathway, labels, priority
+
+    def _result(self, spec: TaskSpec, started: datetime, **values: Any) -> TaskCompletionResult:
+        return TaskCompletionResult(
+            task_uuid=spec.uuid,
+            stage_uuid=spec.stage_uuid,
+            success="error" not in values,
+            lease_token=spec.lease_token,
+            run_id=spec.run_id,
+            attempt=spec.attempt,
+            started_at=started,
+            finished_at=_now(),
+            worker=_WORKER,
+            **values,
+        )
+
+    # ------------------------------------------------------- own producers
+    def get_tasks(
+        self, *, batch_size: int = 100, limit: int | None = None, lease_seconds: float = 600.0
+    ) -> Iterator[str]:
+        """Claim this stage's waiting tasks and yield their spec JSON, for a producer you write.
+
+        Feed each to this agent (``agent(spec_json)``), and hand the results to
+        :func:`common.store.apply.apply_results`. The runner must have a store
+        (``runner.get_agent_stages(store)``).
+
+        Raises:
+            InvalidInputError: the runner has no store or is not bound to the workflow.
+        """
+        for batch in self.runner.claim_specs(self, batch_size=batch_size, limit=limit, lease_seconds=lease_seconds):
+            for spec in batch:
+                yield spec.model_dump_json()
