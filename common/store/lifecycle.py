@@ -328,8 +328,8 @@ def _choose_branch(conn: Connection, task: TaskRecord, req: ActionRequest) -> No
 def _execute_subtask(conn: Connection, wf: Workflow, stage: Stage, task: TaskRecord, req: ActionRequest) -> TaskRecord:
     if req.subtask is None:
         raise TransitionNotAllowedError(
-            f"consensus annotation task {task.uuid} cannot be {req.action.value}ed itself; "
-            "act on one of its subtasks (task.subtasks)"
+            f"cannot {req.action.value} consensus annotation task {task.uuid} itself; "
+            f"{req.action.value} one of its subtasks instead (task.subtasks, one per annotator)"
         )
     subs = load_subtasks(conn, task.uuid)
     sub = next((s for s in subs if s.uuid == req.subtask), None)
