@@ -101,7 +101,7 @@ def make_queue(name: str) -> Queue:
 
 def broker_url(settings: Settings) -> str:
     """The broker URL: ANNOFLOW_BROKER_URL, or the embedded filesystem broker."""
-    return settings.broker_url or "filesystem://"
+    return settings.broker_url or "filesystem://localhost/"
 
 
 def transport_options(settings: Settings, pipeline: PipelineSettings) -> dict[str, Any]:

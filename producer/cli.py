@@ -45,6 +45,7 @@ def open_store() -> Store:
 def _register() -> None:
     # Each module adds its commands to ``app`` when imported.
     from producer import cli_ops, cli_project  # noqa: F401
+    from producer import cli_pipeline  # noqa: F401  (last: it joins the tasks/bench groups if they exist)
 
 
 def main() -> None:

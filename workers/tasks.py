@@ -122,7 +122,8 @@ def register_stage_tasks(app: Celery, project: str, stages: Sequence[StageInfo],
         def run(header: dict[str, Any], specs: list[str], _key: str = info.stage_key) -> int:
             return _run_batch(app, ref, _key, header, specs)
 
-        run.__name__ = run.__qualname__ = name
+        # Celery builds a signature checker from the function's name: keep it an identifier.
+        run.__name__ = run.__qualname__ = "run_" + name.replace(".", "_").replace("-", "_")
         app.task(name=name, acks_late=True, reject_on_worker_lost=True)(run)
         names.append(name)
 

@@ -1,0 +1,282 @@
+"""Commands of the queue pipeline: worker, produce, apply, run, tasks failed/retry, demo, bench pipeline."""
+
+from __future__ import annotations
+
+import json
+import logging
+import signal
+import threading
+from collections.abc import Callable
+from types import FrameType
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from common.celery_app import PipelineSettings, broker_url, make_celery_app, transport_options
+from common.enums import StageType
+from common.loader import load_runner
+from common.store import Store
+from common.store.leases import list_failed, release_failed
+from producer.cli import app, console, open_store, settings
+
+if TYPE_CHECKING:
+    from producer.embedded import RunSummary
+
+__all__ = ["group"]
+
+AgentsOpt = Annotated[str, typer.Option("--agents", help="The runner: package.module:runner")]
+ProjectOpt = Annotated[str, typer.Option("--project", help="Project name or id")]
+BatchOpt = Annotated[int, typer.Option("--task-batch-size", min=1, help="Tasks per message")]
+InFlightOpt = Annotated[int, typer.Option("--max-in-flight", min=1, help="Unapplied messages per stage")]
+RefreshOpt = Annotated[
+    float | None, typer.Option("--refresh-every", help="Poll again every N seconds; unset: exit when drained")
+]
+RetriesOpt = Annotated[int, typer.Option("--num-retries", min=0, help="Retries of a failed task before it is failed")]
+LeaseOpt = Annotated[float, typer.Option("--lease-seconds", min=1, help="Seconds a claim holds before re-publishing")]
+
+
+def group(name: str, help_text: str) -> typer.Typer:
+    """The root app's command group ``name``, created if no other module made it yet."""
+    for info in app.registered_groups:
+        if info.name == name and info.typer_instance is not None:
+            return info.typer_instance
+    sub = typer.Typer(help=help_text, no_args_is_help=True)
+    app.add_typer(sub, name=name)
+    return sub
+
+
+tasks_app = group("tasks", "List and act on tasks.")
+bench_app = group("bench", "Benchmarks that print JSON figures.")
+
+
+def _logging(level: str = "INFO") -> None:
+    logging.basicConfig(level=level, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+
+
+def _stop_on_signals(stop: threading.Event) -> None:
+    def handler(_sig: int, _frame: FrameType | None) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGINT, handler)
+
+
+@app.command("worker")
+def worker(
+    agents: AgentsOpt,
+    queues: Annotated[
+        str | None, typer.Option("--queues", help="Comma-separated queues (default: one per stage)")
+    ] = None,
+    concurrency: Annotated[int, typer.Option("--concurrency", min=1, help="Pool processes")] = 2,
+    project: Annotated[str | None, typer.Option("--project", help="Project the queues are named after")] = None,
+    pool: Annotated[str, typer.Option("--pool", help="prefork, or solo for debugging")] = "prefork",
+    loglevel: Annotated[str, typer.Option("--loglevel")] = "INFO",
+) -> None:
+    """Run a Celery worker for the handlers in --agents (it never opens the store)."""
+    from workers.main import start_worker
+
+    start_worker(
+        settings(),
+        PipelineSettings(),
+        agents,
+        project=project,
+        queues=[q for q in (queues or "").split(",") if q] or None,
+        concurrency=concurrency,
+        pool=pool,
+        loglevel=loglevel,
+    )
+
+
+@app.command("produce")
+def produce(
+    project: ProjectOpt,
+    agents: AgentsOpt,
+    task_batch_size: BatchOpt = 100,
+    max_in_flight: InFlightOpt = 8,
+    refresh_every: RefreshOpt = None,
+    lease_seconds: LeaseOpt = 600.0,
+    max_tasks_per_stage: Annotated[int | None, typer.Option("--max-tasks-per-stage", min=1)] = None,
+) -> None:
+    """Claim the agent stages' tasks and publish them to the stage queues (SIGTERM: stop claiming, exit)."""
+    from producer.inflight import make_ledger
+    from producer.produce import Producer, plan_stages
+
+    _logging()
+    s, pipeline = settings(), PipelineSettings()
+    store = open_store()
+    record = store.get_project(project)
+    plans = plan_stages(load_runner(agents), store.workflow(record.id), record.name)
+    producer = Producer(
+        store,
+        make_celery_app(s, pipeline),
+        make_ledger(broker_url(s), s.home),
+        record,
+        plans,
+        batch_size=task_batch_size,
+        max_in_flight=max_in_flight,
+        refresh_every=refresh_every,
+        lease_seconds=lease_seconds,
+        max_tasks_per_stage=max_tasks_per_stage,
+    )
+    _stop_on_signals(producer.stop)
+    stats = producer.run()
+    console.print(f"published {stats.total_tasks} task(s) in {sum(stats.batches.values())} message(s)")
+
+
+@app.command("apply")
+def apply(
+    num_retries: RetriesOpt = 3,
+    backoff: Annotated[float, typer.Option("--backoff", min=0, help="First retry waits this long (s)")] = 1.0,
+    hold_seconds: Annotated[
+        float, typer.Option("--hold-seconds", min=0, help="A task whose handler said 'stay' waits this long")
+    ] = 60.0,
+) -> None:
+    """Consume the results queue and apply each message in one transaction (SIGTERM: finish, exit)."""
+    from producer.apply import ResultApplier
+    from producer.inflight import make_ledger
+
+    _logging()
+    s, pipeline = settings(), PipelineSettings()
+    url = broker_url(s)
+    applier = ResultApplier(
+        open_store(),
+        url,
+        transport_options(s, pipeline),
+        make_ledger(url, s.home),
+        num_retries=num_retries,
+        backoff_s=backoff,
+        hold_s=hold_seconds,
+    )
+    _stop_on_signals(applier.stop)
+    stats = applier.run()
+    console.print(json.dumps(stats.as_dict()))
+
+
+@app.command("run")
+def run(
+    project: ProjectOpt,
+    agents: AgentsOpt,
+    workers: Annotated[int, typer.Option("--workers", min=1, help="Celery worker processes")] = 2,
+    task_batch_size: BatchOpt = 100,
+    max_in_flight: InFlightOpt = 8,
+    refresh_every: RefreshOpt = None,
+    num_retries: RetriesOpt = 3,
+    lease_seconds: LeaseOpt = 600.0,
+    max_tasks_per_stage: Annotated[int | None, typer.Option("--max-tasks-per-stage", min=1)] = None,
+) -> None:
+    """Run producer, applier and N worker processes until the agent stages are drained."""
+    from producer.embedded import EmbeddedOptions, run_embedded
+    from producer.render_pipeline import render_summary
+
+    store = open_store()
+    record = store.get_project(project)
+    options = EmbeddedOptions(
+        workers=workers,
+        batch_size=task_batch_size,
+        max_in_flight=max_in_flight,
+        refresh_every=refresh_every,
+        num_retries=num_retries,
+        lease_seconds=lease_seconds,
+        max_tasks_per_stage=max_tasks_per_stage,
+    )
+    with _progress() as progress:
+        summary = run_embedded(
+            settings(),
+            PipelineSettings(),
+            store,
+            record,
+            agents,
+            options,
+            on_tick=_stage_bars(progress, store, record.id),
+        )
+    render_summary(console, store, record, summary)
+
+
+def _stage_bars(progress: Progress, store: Store, project_id: str) -> Callable[[RunSummary], None]:
+    """A tick callback that keeps one bar per agent stage: done (applied) of done + still waiting."""
+    wf = store.workflow(project_id)
+    stages = [s for s in wf.stages.values() if s.type is StageType.AGENT]
+    bars: dict[str, TaskID] = {}
+
+    def tick(summary: RunSummary) -> None:
+        waiting = store.counts(project_id)
+        for stage in stages:
+            done = summary.done_by_stage.get(stage.uuid, 0)
+            total = done + sum(waiting.get(stage.uuid, {}).values())
+            if stage.uuid not in bars:
+                bars[stage.uuid] = progress.add_task(stage.title, total=total)
+            progress.update(bars[stage.uuid], completed=done, total=total)
+
+    return tick
+
+
+@tasks_app.command("failed")
+def tasks_failed(project: ProjectOpt) -> None:
+    """List tasks whose retries are used up, with their last error."""
+    store = open_store()
+    record = store.get_project(project)
+    wf = store.workflow(record.id)
+    failed = list_failed(store, record.id)
+    table = Table(title=f"failed tasks of {record.name} ({len(failed)})")
+    for col in ("task", "data", "stage", "attempts", "error"):
+        table.add_column(col)
+    for t in failed:
+        table.add_row(t.uuid, t.data_title, wf.stages[t.stage_uuid].title, str(t.attempts), t.last_error or "")
+    console.print(table)
+    if failed:
+        console.print(f"send them again with 'annoflow tasks retry --project {record.name}'")
+
+
+@tasks_app.command("retry")
+def tasks_retry(
+    project: ProjectOpt,
+    task: Annotated[list[str] | None, typer.Argument(help="Task UUIDs (default: every failed task)")] = None,
+) -> None:
+    """Make failed tasks claimable again; the next produce/run sends them to the workers."""
+    store = open_store()
+    record = store.get_project(project)
+    n = release_failed(store, record.id, task or None)
+    console.print(f"{n} failed task(s) of {record.name} will be sent again by the next 'annoflow produce' or 'run'")
+
+
+def _progress() -> Progress:
+    return Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console
+    )
+
+
+@app.command("demo")
+def demo(images: Annotated[int, typer.Option("--images", min=3, help="How many images to generate")] = 24) -> None:
+    """Generate images, create project 'demo', run the demo agent through 2 worker processes."""
+    from producer.demo import AGENTS, prepare_demo
+    from producer.embedded import EmbeddedOptions, run_embedded
+    from producer.render_pipeline import render_summary
+
+    home = settings().home / "demo"
+    s, store, record = prepare_demo(home, images)
+    console.print(f"demo project 'demo': {images} generated images in {home / 'images'}; agent {AGENTS}")
+    options = EmbeddedOptions(workers=2, batch_size=4, max_in_flight=4)
+    with _progress() as progress:
+        summary = run_embedded(
+            s, PipelineSettings(), store, record, AGENTS, options, on_tick=_stage_bars(progress, store, record.id)
+        )
+    wf = store.workflow(record.id)
+    table = Table(title="where every task ended")
+    for col in ("image", "stage", "status", "priority", "labels"):
+        table.add_column(col)
+    for t in store.iter_tasks(record.id):
+        objects = store.get_label_row(record.id, t.data_hash).objects
+        kinds = ", ".join(sorted({str(o.get("class_id", o.get("type", "?"))) for o in objects}))
+        table.add_row(
+            t.data_title,
+            wf.stages[t.stage_uuid].title,
+            t.status.value,
+            f"{t.priority:.2f}",
+            f"{len(objects)} ({kinds})" if objects else "0",
+        )
+    console.print(table)
+    render_summary(console, store, record, summary)
+    console.print(f"  the demo's data: ANNOFLOW_HOME={home} annoflow tasks list --project demo")
+    console.print("  the agent: examples/demo_agent.py; the workflow: examples/demo_workflow.yaml")

@@ -1,0 +1,241 @@
+"""The producer: claim each agent stage's free tasks, publish them as batches, keep the queues fed.
+
+For every agent stage of the runner it claims tasks that hold no live lease
+(one statement), builds their specs (two queries), and publishes messages of
+``batch_size`` specs to the stage's queue, keeping at most ``max_in_flight``
+published-but-not-applied batches per stage (the in-flight ledger). It wakes
+as soon as a batch is applied (room, and maybe new work routed into an agent
+stage) or every ``refresh_every`` seconds; tasks whose lease expired (a lost
+message, a killed worker) are claimed and published again. A stop request
+(SIGTERM) stops the claiming; what is in flight is applied by the applier.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from celery import Celery
+from sqlalchemy import update
+
+from common.batches import BatchHeader
+from common.celery_app import make_queue, stage_queue_name, stage_task_name
+from common.enums import StageType
+from common.errors import InvalidInputError
+from common.loader import agents_of
+from common.specs import build_specs
+from common.store import Store
+from common.store.leases import HOLD_PREFIX, claim_tasks, count_live_leases, next_retry_at
+from common.store.lifecycle import now
+from common.store.records import ProjectRecord
+from common.store.schema import tasks
+from common.workflow import Stage, Workflow
+from producer.inflight import Ledger
+
+__all__ = ["ProduceStats", "Producer", "StagePlan", "plan_stages"]
+
+log = logging.getLogger("annoflow.producer")
+
+# The longest the producer sleeps between looks at the ledger while it waits.
+_POLL_S = 0.02
+
+
+@dataclass(frozen=True)
+class StagePlan:
+    """One agent stage the producer feeds."""
+
+    stage: Stage
+    stage_key: str
+    include_labels: bool
+    queue: str
+    task_name: str
+
+
+@dataclass
+class ProduceStats:
+    """What the producer published, per stage UUID."""
+
+    batches: dict[str, int] = field(default_factory=dict)
+    tasks: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def total_tasks(self) -> int:
+        return sum(self.tasks.values())
+
+
+def plan_stages(runner: Any, workflow: Workflow, project_name: str) -> list[StagePlan]:
+    """Bind the runner to the workflow and name each agent stage's queue and task.
+
+    Raises:
+        InvalidInputError: a handler names a stage that does not exist or is not an agent stage.
+    """
+    bind = getattr(runner, "bind", None)
+    if callable(bind):
+        bind(workflow)
+    queue_project = getattr(runner, "project", None) or project_name
+    plans = []
+    for agent in agents_of(runner):
+        stage = workflow.stages.get(str(getattr(agent, "stage_uuid", "") or "")) or _agent_stage(
+            workflow, agent.stage_key
+        )
+        plans.append(
+            StagePlan(
+                stage=stage,
+                stage_key=agent.stage_key,
+                include_labels=bool(agent.include_labels),
+                queue=stage_queue_name(queue_project, agent.stage_key),
+                task_name=stage_task_name(queue_project, agent.stage_key),
+            )
+        )
+    return plans
+
+
+def _agent_stage(workflow: Workflow, key: str) -> Stage:
+    agents = [s for s in workflow.stages.values() if s.type is StageType.AGENT]
+    stage = workflow.stages.get(key) or next((s for s in workflow.stages.values() if s.title == key), None)
+    if stage is None or stage.type is not StageType.AGENT:
+        lines = "; ".join(f'@runner.stage("{s.title}")' for s in agents) or "none (add an agent stage)"
+        raise InvalidInputError(
+            f"stage {key!r} is not an agent stage of workflow '{workflow.name}'; use one of: {lines}"
+        )
+    return stage
+
+
+class Producer:
+    """Feeds the stage queues of one project; see the module docstring."""
+
+    def __init__(
+        self,
+        store: Store,
+        app: Celery,
+        ledger: Ledger,
+        project: ProjectRecord,
+        plans: list[StagePlan],
+        *,
+        batch_size: int = 100,
+        max_in_flight: int = 8,
+        refresh_every: float | None = None,
+        lease_seconds: float = 600.0,
+        max_tasks_per_stage: int | None = None,
+    ) -> None:
+        if batch_size < 1 or max_in_flight < 1:
+            raise InvalidInputError("--task-batch-size and --max-in-flight must be at least 1")
+        self.store = store
+        self.app = app
+        self.ledger = ledger
+        self.project = project
+        self.plans = plans
+        self.batch_size = batch_size
+        self.max_in_flight = max_in_flight
+        self.refresh_every = refresh_every
+        self.lease_seconds = lease_seconds
+        self.max_tasks_per_stage = max_tasks_per_stage
+        self.stats = ProduceStats()
+        self.stop = threading.Event()
+
+    # ---------------------------------------------------------------- running
+    def release_holds(self) -> int:
+        """Free the tasks a handler asked to keep in their stage, so this run takes them again."""
+        with self.store.write() as conn:
+            done = conn.execute(
+                update(tasks)
+                .where(
+                    tasks.c.project_id == self.project.id,
+                    tasks.c.stage_uuid.in_([p.stage.uuid for p in self.plans]),
+                    tasks.c.lease_token.startswith(HOLD_PREFIX),
+                )
+                .values(lease_token=None, lease_deadline=None)
+            )
+        return int(done.rowcount)
+
+    def run(self) -> ProduceStats:
+        """Feed the queues until drained (no ``refresh_every``) or until :attr:`stop` is set."""
+        self.release_holds()
+        last_refresh = time.monotonic()
+        with self.app.producer_or_acquire() as publisher:
+            while not self.stop.is_set():
+                published = sum(self._fill(plan, publisher) for plan in self.plans)
+                if published:
+                    continue
+                if self.refresh_every is None and self._drained():
+                    break
+                timeout = 0.5 if self.refresh_every is None else self.refresh_every - (time.monotonic() - last_refresh)
+                self._wait_for_room(max(timeout, _POLL_S))
+                if self.refresh_every is not None and time.monotonic() - last_refresh >= self.refresh_every:
+                    last_refresh = time.monotonic()
+        return self.stats
+
+    def _fill(self, plan: StagePlan, publisher: Any) -> int:
+        """Publish batches for one stage until its in-flight limit; return the tasks published."""
+        uuid_ = plan.stage.uuid
+        room = self.max_in_flight - self.ledger.count(self.project.id, uuid_)
+        if room <= 0 or self.stop.is_set():
+            return 0
+        want = room * self.batch_size
+        if self.max_tasks_per_stage is not None:
+            want = min(want, self.max_tasks_per_stage - self.stats.tasks.get(uuid_, 0))
+        if want <= 0:
+            return 0
+        claimed = claim_tasks(self.store, self.project.id, uuid_, want, self.lease_seconds)
+        if not claimed:
+            return 0
+        specs = build_specs(self.store, self.project, plan.stage, claimed, include_labels=plan.include_labels)
+        deadline = min(t.lease_deadline for t in claimed if t.lease_deadline is not None)
+        queue = make_queue(plan.queue)
+        for start in range(0, len(specs), self.batch_size):
+            chunk = [s.model_dump_json() for s in specs[start : start + self.batch_size]]
+            self._publish(plan, queue, chunk, deadline, publisher)
+        self.stats.tasks[uuid_] = self.stats.tasks.get(uuid_, 0) + len(specs)
+        return len(specs)
+
+    def _publish(self, plan: StagePlan, queue: Any, chunk: list[str], deadline: datetime, publisher: Any) -> None:
+        header = BatchHeader(
+            batch_id=uuid.uuid4().hex,
+            project_id=self.project.id,
+            project_name=self.project.name,
+            stage_uuid=plan.stage.uuid,
+            stage_key=plan.stage_key,
+            size=len(chunk),
+            published_at=datetime.now(UTC),
+            deadline=deadline,
+        )
+        # Into the ledger first: the applier may finish the batch before publish returns.
+        self.ledger.add(self.project.id, plan.stage.uuid, header.batch_id, deadline.timestamp())
+        self.app.send_task(
+            plan.task_name,
+            args=[header.model_dump(mode="json"), chunk],
+            queue=queue,
+            producer=publisher,
+            retry=True,
+        )
+        self.stats.batches[plan.stage.uuid] = self.stats.batches.get(plan.stage.uuid, 0) + 1
+
+    # ---------------------------------------------------------------- waiting
+    def _in_flight(self) -> int:
+        return sum(self.ledger.count(self.project.id, p.stage.uuid) for p in self.plans)
+
+    def _wait_for_room(self, timeout: float) -> None:
+        """Sleep until a batch is applied (the ledger shrinks), ``timeout`` passes, or a stop."""
+        start = self._in_flight()
+        end = time.monotonic() + timeout
+        while not self.stop.is_set() and time.monotonic() < end:
+            if self.stop.wait(_POLL_S):
+                return
+            if self._in_flight() < start:
+                return
+
+    def _drained(self) -> bool:
+        """Nothing claimable was found; is anything still on its way or waiting out a retry?"""
+        if self._in_flight():
+            return False
+        live = count_live_leases(self.store, self.project.id)
+        stages = [p.stage.uuid for p in self.plans]
+        if any(live.get(s, 0) for s in stages):
+            return False
+        soon = now() + timedelta(days=1)
+        return all((next_retry_at(self.store, self.project.id, s) or soon) >= soon for s in stages)
