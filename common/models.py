@@ -46,6 +46,7 @@ class TaskSpec(BaseModel):
     assignee: str | None = None
     created_at: datetime
     updated_at: datetime
+    last_actioned_by: str | None = None  # also in the SDK's agent-task model
     # annoflow's additions
     project_uuid: str
     project_name: str
