@@ -103,6 +103,7 @@ def build_specs(
                 assignee=task.assignee,
                 created_at=task.created_at,
                 updated_at=task.updated_at,
+                last_actioned_by=task.last_actioned_by,
                 project_uuid=project.id,
                 project_name=project.name,
                 stage_uuid=UUID(stage.uuid),
