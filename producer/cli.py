@@ -17,11 +17,14 @@ from rich.console import Console
 from common.errors import AnnoflowError, TransientError
 from common.settings import Settings
 from common.store import Store
+from producer.cli_errors import AnnoflowGroup
 
 __all__ = ["app", "console", "main", "open_store", "settings"]
 
+# AnnoflowGroup prints usage and user errors as one line with exit code 2.
 app = typer.Typer(
     name="annoflow",
+    cls=AnnoflowGroup,
     help="Distributed task processing for data-annotation workflows.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
@@ -44,7 +47,7 @@ def open_store() -> Store:
 
 def _register() -> None:
     # Each module adds its commands to ``app`` when imported.
-    from producer import cli_ops, cli_project  # noqa: F401
+    from producer import cli_bench, cli_ops, cli_project, cli_tasks, cli_users  # noqa: F401
     from producer import cli_pipeline  # noqa: F401  (last: it joins the tasks/bench groups if they exist)
 
 
