@@ -24,10 +24,16 @@ __all__ = [
     "StrategyParams",
     "ToTaskParams",
     "load_params",
+    "normalise_filters",
     "validate_params",
 ]
 
 Method = Literal["file", "inference"]
+# The seed's status words, mapped onto annoflow's task statuses.
+STATUS_ALIASES: dict[str, list[str]] = {
+    "pending": ["NEW", "RELEASED", "REOPENED"],  # waiting for someone, nobody holds it
+    "in_progress": ["ASSIGNED"],
+}
 _DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 
 
@@ -142,6 +148,7 @@ class ToTaskParams(StrategyParams):
     @field_validator("task_filters")
     @classmethod
     def _filters(cls, value: dict[str, Any]) -> dict[str, Any]:
+        value = normalise_filters(value)
         try:
             compile_filters(value)
         except InvalidInputError as e:
@@ -151,6 +158,24 @@ class ToTaskParams(StrategyParams):
     def strategy_params(self) -> StrategyParams:
         """The worker's share of these parameters."""
         return StrategyParams.model_validate(self.model_dump(by_alias=True))
+
+
+def normalise_filters(filters: dict[str, Any]) -> dict[str, Any]:
+    """Rewrite the seed's status words (``pending``, ``in_progress``) to annoflow statuses."""
+    out = dict(filters)
+    for key in ("status", "status__exact", "status__in"):
+        if key not in out:
+            continue
+        raw = out.pop(key)
+        values = raw if key == "status__in" and isinstance(raw, list) else [raw]
+        if key != "status__in" and not (isinstance(raw, str) and raw.lower() in STATUS_ALIASES):
+            out[key] = raw  # a plain status: leave it to the store's own check
+            continue
+        mapped: list[Any] = []
+        for v in values:
+            mapped += STATUS_ALIASES.get(v.lower(), [v]) if isinstance(v, str) else [v]
+        out["status__in"] = list(dict.fromkeys(out.get("status__in", []) + mapped))
+    return out
 
 
 def _method_problems(method: str | None, target: str | None, pre_processor: Any) -> list[str]:
