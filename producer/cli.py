@@ -49,6 +49,7 @@ def _register() -> None:
     # Each module adds its commands to ``app`` when imported.
     from producer import cli_bench, cli_ops, cli_project, cli_tasks, cli_users  # noqa: F401
     from producer import cli_pipeline  # noqa: F401  (last: it joins the tasks/bench groups if they exist)
+    from producer import cli_lineage  # noqa: F401  (joins the bench group)
 
 
 def main() -> None:
