@@ -28,7 +28,7 @@ from common.store.schema import certifications, events, label_rows, memberships,
 from common.transitions import Move, Rule, arrival_status, rule_for
 from common.workflow import Pathway, Stage, Workflow
 
-__all__ = ["ActionRequest", "copy_labels", "enter_stage_rows", "execute", "record_event"]
+__all__ = ["ActionRequest", "MovePlan", "copy_labels", "enter_stage_rows", "execute", "plan_move", "record_event"]
 
 # Who may act on a task another user holds (submit or release it for them).
 _MANAGERS = frozenset({Role.TEAM_MANAGER, Role.ADMIN})
@@ -265,8 +265,16 @@ def execute(conn: Connection, wf: Workflow, req: ActionRequest) -> TaskRecord:
     return move(conn, wf, task, pathway, rule, req.action, actor, req.run_id)
 
 
-def move(
-    conn: Connection,
+@dataclass(frozen=True)
+class MovePlan:
+    """What moving one task writes: its new column values, subtask rows and its one event."""
+
+    values: dict[str, Any]  # task columns, without updated_at and version
+    subtask_rows: list[dict[str, Any]]  # a fresh consensus round, or empty
+    event: dict[str, Any]  # the event's columns, without project_id, task_uuid and at
+
+
+def plan_move(
     wf: Workflow,
     task: TaskRecord,
     pathway: Pathway | None,
@@ -275,8 +283,11 @@ def move(
     actor: str | None,
     run_id: str | None,
     extra: dict[str, Any] | None = None,
-) -> TaskRecord:
-    """Move ``task`` along ``pathway`` (or to the start stage when it is None), through routers."""
+) -> MovePlan:
+    """Work out a move along ``pathway`` (the start stage when None), through routers, without writing.
+
+    :func:`move` executes it for one task; the result applier executes many at once.
+    """
     target = pathway.to if pathway is not None else wf.start_uuid
     dest, routed = wf.resolve(target, task.data_hash, actor)
     status = arrival_status(dest.type, rule)
@@ -291,26 +302,39 @@ def move(
         "last_error": None,
         **(extra or {}),
     }
-    _write_task(conn, task, values)
-    rows = enter_stage_rows(dest, task.uuid, status)
-    if rows:
+    event = {
+        "actor": actor or None,
+        "action": action.value,
+        "from_stage": task.stage_uuid,
+        "to_stage": dest.uuid,
+        "from_status": task.status.value,
+        "to_status": status.value,
+        "pathway": pathway.uuid if pathway else None,
+        "run_id": run_id,
+        "detail": {"routers": [p.uuid for p in routed]} if routed else None,
+    }
+    return MovePlan(values, enter_stage_rows(dest, task.uuid, status), event)
+
+
+def move(
+    conn: Connection,
+    wf: Workflow,
+    task: TaskRecord,
+    pathway: Pathway | None,
+    rule: Rule,
+    action: Action,
+    actor: str | None,
+    run_id: str | None,
+    extra: dict[str, Any] | None = None,
+) -> TaskRecord:
+    """Move ``task`` along ``pathway`` (or to the start stage when it is None), through routers."""
+    plan = plan_move(wf, task, pathway, rule, action, actor, run_id, extra)
+    _write_task(conn, task, plan.values)
+    if plan.subtask_rows:
         # A fresh round of consensus; the previous round's options are replaced.
         conn.execute(delete(subtasks).where(subtasks.c.task_uuid == task.uuid))
-        conn.execute(insert(subtasks), rows)
-    detail = {"routers": [p.uuid for p in routed]} if routed else None
-    record_event(
-        conn,
-        task,
-        actor=actor or None,
-        action=action.value,
-        from_stage=task.stage_uuid,
-        to_stage=dest.uuid,
-        from_status=task.status.value,
-        to_status=status.value,
-        pathway=pathway.uuid if pathway else None,
-        run_id=run_id,
-        detail=detail,
-    )
+        conn.execute(insert(subtasks), plan.subtask_rows)
+    record_event(conn, task, **plan.event)
     return load_task(conn, task.uuid)
 
 
