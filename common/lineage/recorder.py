@@ -77,7 +77,7 @@ def record_run_lineage(
     run_id: str,
     inputs: Sequence[Ref | str] = (),
     outputs: Sequence[Ref | str] = (),
-    meta: LineageMeta | None = None,
+    meta: MetaArg = None,
 ) -> bool:
     """Record a run's inputs and outputs in one transaction; never raises.
 
@@ -87,8 +87,9 @@ def record_run_lineage(
     lineage could not be recorded; the run itself goes on.
     """
     try:
+        parsed = LineageMeta.model_validate(meta) if isinstance(meta, dict) else meta
         with store.write() as conn:
-            record_lineage(conn, run_id, inputs, outputs, meta)
+            record_lineage(conn, run_id, inputs, outputs, parsed)
         return True
     except Exception as e:  # lineage is a side record: whatever went wrong, the run must go on
         logger.warning("lineage of run %s was not recorded (the run goes on): %s", run_id, e)
@@ -124,14 +125,13 @@ class Lineage:
 
     def _add(self, direction: Direction, ref: Ref | str, meta: MetaArg) -> bool:
         try:
-            parsed = LineageMeta.model_validate(meta) if isinstance(meta, dict) else meta
             run_id = self.run_id
         except Exception as e:  # never break the caller
             logger.warning("lineage %s %s was not recorded (the run goes on): %s", direction.value, ref, e)
             return False
         if direction is Direction.INPUT:
-            return record_run_lineage(self.store, run_id, inputs=[ref], meta=parsed)
-        return record_run_lineage(self.store, run_id, outputs=[ref], meta=parsed)
+            return record_run_lineage(self.store, run_id, inputs=[ref], meta=meta)
+        return record_run_lineage(self.store, run_id, outputs=[ref], meta=meta)
 
     @staticmethod
     def _project_ref(project: str, version: int | str | None) -> Ref:

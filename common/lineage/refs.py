@@ -76,6 +76,13 @@ def _version(conn: Connection, key: str) -> tuple[str, str, int]:
         return pid, pname, int(latest)
     if not number.isdigit():
         raise InvalidInputError(f"{key!r}: the version after '@' must be a number or 'latest'")
+    found = conn.execute(
+        select(project_versions.c.id).where(
+            project_versions.c.project_id == pid, project_versions.c.number == int(number)
+        )
+    ).first()
+    if found is None:
+        raise NotFoundError(f"project {pname!r} has no version {number}; see 'annoflow version list --project {pname}'")
     return pid, pname, int(number)
 
 
@@ -123,6 +130,7 @@ def resolve_refs(conn: Connection, refs: Sequence[Ref | str], run_project: str |
             task_refs.append(ref)
             continue
         else:
+            attrs.setdefault("label", ref.key)
             project_id = project_id or run_project
         out.append((ref.kind, key, project_id, settings, attrs))
     out.extend(_resolve_tasks(conn, task_refs, run_project))
