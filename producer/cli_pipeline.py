@@ -73,6 +73,7 @@ def worker(
     project: Annotated[str | None, typer.Option("--project", help="Project the queues are named after")] = None,
     pool: Annotated[str, typer.Option("--pool", help="prefork, or solo for debugging")] = "prefork",
     loglevel: Annotated[str, typer.Option("--loglevel")] = "INFO",
+    stage_keys: Annotated[str | None, typer.Option("--stage-keys", hidden=True)] = None,
 ) -> None:
     """Run a Celery worker for the handlers in --agents (it never opens the store)."""
     from workers.main import start_worker

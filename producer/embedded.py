@@ -8,6 +8,7 @@ SQLite store and the filesystem broker under ``./.annoflow/``.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import signal
@@ -63,7 +64,12 @@ class RunSummary:
 
 
 def spawn_worker(
-    ref: str, project: str, concurrency: int, log_path: Path, loglevel: str = "WARNING"
+    ref: str,
+    project: str,
+    concurrency: int,
+    log_path: Path,
+    loglevel: str = "WARNING",
+    stage_keys: list[str] | None = None,
 ) -> subprocess.Popen[bytes]:
     """Start ``annoflow worker`` as a child process (its own process group), logging to ``log_path``."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -82,14 +88,20 @@ def spawn_worker(
         "--loglevel",
         loglevel,
     ]
+    if stage_keys:
+        cmd += ["--stage-keys", json.dumps(stage_keys)]
     with open(log_path, "ab") as out:
         return subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True)
 
 
-def stop_process(proc: subprocess.Popen[bytes], grace_s: float = 10.0) -> None:
-    """SIGTERM ``proc`` (a Celery worker finishes its running batches), SIGKILL its group after ``grace_s``."""
+def stop_process(proc: subprocess.Popen[bytes], grace_s: float = 10.0, *, idle: bool = False) -> None:
+    """Stop a worker process and its pool; SIGKILL the group after ``grace_s``.
+
+    ``idle`` (nothing in flight) stops it at once (SIGQUIT, Celery's cold shutdown): a warm
+    shutdown of an idle worker still takes seconds. Otherwise SIGTERM lets running batches finish.
+    """
     if proc.poll() is None:
-        proc.terminate()
+        proc.send_signal(signal.SIGQUIT if idle else signal.SIGTERM)
         try:
             proc.wait(grace_s)
         except subprocess.TimeoutExpired:
@@ -147,7 +159,9 @@ def run_embedded(
         on_applied=count,
     )
     summary.applied = applier.stats
-    worker = spawn_worker(ref, queue_project, options.workers, summary.worker_log, options.worker_loglevel)
+    # The runner imported fine here, so the worker need not probe it again.
+    keys = [p.stage_key for p in plans]
+    worker = spawn_worker(ref, queue_project, options.workers, summary.worker_log, options.worker_loglevel, keys)
     threads = [
         threading.Thread(target=producer.run, name="producer", daemon=True),
         threading.Thread(target=applier.run, name="applier", daemon=True),
@@ -174,7 +188,8 @@ def run_embedded(
     finally:
         applier.stop.set()
         threads[1].join(10)
-        stop_process(worker)
+        idle = not any(ledger.count(project.id, p.stage.uuid) for p in plans)
+        stop_process(worker, idle=idle)
         _restore_signals(previous)
     summary.seconds = time.monotonic() - started
     if on_tick is not None:

@@ -8,7 +8,7 @@ import socket
 
 from common.celery_app import PipelineSettings, make_celery_app, stage_queue_name
 from common.errors import InvalidInputError
-from common.loader import probe_runner
+from common.loader import StageInfo, probe_runner
 from common.settings import Settings
 from workers.tasks import register_noop_task, register_stage_tasks
 
@@ -29,6 +29,7 @@ def start_worker(
     loglevel: str = "INFO",
     hostname: str | None = None,
     bench_counter_url: str | None = None,
+    stage_keys: list[str] | None = None,
 ) -> None:
     """Run a worker until it is stopped (SIGTERM: finish the running batches, then exit).
 
@@ -43,11 +44,16 @@ def start_worker(
         loglevel: worker log level.
         hostname: the worker's node name (default ``annoflow-<pid>@<host>``).
         bench_counter_url: also register the benchmark's no-op task (Redis URL for its counter).
+        stage_keys: the runner's stage keys when the caller already imported it (``annoflow run``):
+            skips the probe; the children still import the module after fork.
 
     Raises:
         InvalidInputError: the module does not import, registers no stage, or names no project.
     """
-    runner_project, stages = probe_runner(ref)
+    if stage_keys:
+        runner_project, stages = project, [StageInfo(k, False) for k in stage_keys]
+    else:
+        runner_project, stages = probe_runner(ref)
     project = project or runner_project
     if not project:
         raise InvalidInputError(

@@ -1,0 +1,171 @@
+"""Shared pieces of the queue-pipeline integration tests: a Redis DB, a store, real workers.
+
+Each test gets its own Redis database (flushed before and after) and its own
+store (a PostgreSQL schema, or a SQLite file); the workers are real
+``annoflow worker`` processes started with short time limits.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import redis
+
+from common.celery_app import PipelineSettings, make_celery_app, transport_options
+from common.loader import load_runner
+from common.settings import Settings
+from common.store import ProjectRecord, Store
+from common.workflow import load_workflow
+from producer.apply import ResultApplier
+from producer.inflight import make_ledger
+from producer.produce import Producer, plan_stages
+from tests.helpers import make_units
+
+ROOT = Path(__file__).resolve().parents[2]
+AGENTS = "tests.integration.pipeline_agents:runner"
+WORKFLOW = ROOT / "tests" / "fixtures" / "queue_pipeline.yaml"
+REDIS_DBS = range(5, 10)
+# Short limits so a hanging handler or a lost batch resolves within seconds.
+PIPELINE_ENV = {
+    "ANNOFLOW_SOFT_TIME_LIMIT": "1",
+    "ANNOFLOW_HARD_TIME_LIMIT": "3",
+    "ANNOFLOW_VISIBILITY_TIMEOUT": "6",
+}
+
+
+def free_redis_db() -> int:
+    """A Redis database number in 5-9 that holds no keys (the tests' range)."""
+    for db in REDIS_DBS:
+        if redis.Redis(db=db).dbsize() == 0:
+            return db
+    raise RuntimeError("Redis databases 5-9 are all in use; flush them (redis-cli -n N flushdb)")
+
+
+@dataclass
+class Pipeline:
+    """One test's pipeline: broker, store, project, and the processes it started."""
+
+    redis_url: str
+    store: Store
+    project: ProjectRecord
+    tmp: Path
+    procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
+
+    @property
+    def settings(self) -> Settings:
+        return Settings(broker_url=self.redis_url, home=self.tmp / "home")
+
+    @property
+    def pipeline(self) -> PipelineSettings:
+        return PipelineSettings(soft_time_limit=1, hard_time_limit=3, visibility_timeout=6)
+
+    def env(self, **extra: str) -> dict[str, str]:
+        return {
+            **os.environ,
+            **PIPELINE_ENV,
+            "ANNOFLOW_BROKER_URL": self.redis_url,
+            "ANNOFLOW_HOME": str(self.tmp / "home"),
+            "ANNOFLOW_TEST_FIXED": str(self.tmp / "fixed"),
+            "PYTHONPATH": str(ROOT),
+            **extra,
+        }
+
+    def start(self, *args: str, env: dict[str, str] | None = None, log: str = "proc") -> subprocess.Popen[bytes]:
+        """Start ``annoflow ARGS`` as a child process in its own process group."""
+        out = open(self.tmp / f"{log}-{len(self.procs)}.log", "wb")  # noqa: SIM115 (closed with the process)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "producer", *args],
+            cwd=ROOT,
+            env=env or self.env(),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        self.procs.append(proc)
+        return proc
+
+    def start_worker(self, concurrency: int = 2) -> subprocess.Popen[bytes]:
+        return self.start(
+            "worker", "--agents", AGENTS, "--concurrency", str(concurrency), "--loglevel", "WARNING", log="worker"
+        )
+
+    def producer(self, **kw: object) -> Producer:
+        runner = load_runner(AGENTS)
+        plans = plan_stages(runner, self.store.workflow(self.project.id), self.project.name)
+        return Producer(
+            self.store,
+            make_celery_app(self.settings, self.pipeline),
+            make_ledger(self.redis_url, self.tmp),
+            self.project,
+            plans,
+            **kw,  # type: ignore[arg-type]
+        )
+
+    def applier(self, **kw: object) -> ResultApplier:
+        return ResultApplier(
+            self.store,
+            self.redis_url,
+            transport_options(self.settings, self.pipeline),
+            make_ledger(self.redis_url, self.tmp),
+            **kw,  # type: ignore[arg-type]
+        )
+
+    def logs(self) -> str:
+        return "\n".join(p.read_text(errors="replace")[-3000:] for p in sorted(self.tmp.glob("*.log")))
+
+
+def kill_group(proc: subprocess.Popen[bytes], sig: int = signal.SIGKILL) -> None:
+    """Send ``sig`` to the process and all its children (a Celery worker and its pool)."""
+    if proc.poll() is None:
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(5)
+
+
+@contextmanager
+def pipeline_for(store: Store, tmp: Path, titles: list[str]) -> Iterator[Pipeline]:
+    """A project of ``titles`` in ``store`` and a fresh Redis DB; stops every process and flushes after."""
+    db = free_redis_db()
+    url = f"redis://127.0.0.1:6379/{db}"
+    client = redis.Redis(db=db)
+    client.flushdb()
+    project = store.create_project("pipe", load_workflow(WORKFLOW))
+    store.add_data_units(project.id, store.dataset(project.id, "items"), make_units(titles))
+    pipe = Pipeline(url, store, project, tmp)
+    try:
+        yield pipe
+    finally:
+        for proc in pipe.procs:
+            kill_group(proc, signal.SIGKILL)
+        client.flushdb()
+
+
+def run_in_thread(target: Callable[[], object]) -> threading.Thread:
+    thread = threading.Thread(target=target, daemon=True)
+    thread.start()
+    return thread
+
+
+def wait_until(check: Callable[[], bool], timeout: float, what: str) -> None:
+    """Poll ``check`` until it is true; fail with ``what`` after ``timeout`` seconds."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if check():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
