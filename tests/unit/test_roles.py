@@ -45,42 +45,45 @@ def test_roles_and_their_sets_match_the_seed() -> None:
     assert sorted(r.value for r in REVIEWING_ROLES) == sorted(REVIEWING)
 
 
-@pytest.mark.parametrize("role", [r.value for r in Role])
-def test_annotation_submit_by_role(store: Store, apples: ProjectRecord, role: str) -> None:
-    # Given a task held by a user of this role (when they may hold it)
-    user = f"{role}@acme.com"
-    task = first_task(store, apples)
-    if role not in ANNOTATING:
-        # Then a non-annotating role cannot even take an annotation task
-        with pytest.raises(ForbiddenError, match=rf"{user} cannot assign in annotation stage 'Annotate 1'"):
-            act(store, task, Action.ASSIGN, assignee=user)
-        return
-    act(store, task, Action.ASSIGN, assignee=user)
-    # When they submit it
-    moved = act(store, task, Action.SUBMIT)
-    # Then it reaches review
-    assert moved.status is TaskStatus.NEW and moved.stage_uuid != task.stage_uuid
+def test_annotation_submit_by_role(store: Store, seed_workflow: Workflow) -> None:
+    # Given one task per role, and a user of each role
+    project = make_project(store, seed_workflow, [f"{r.value}.jpg" for r in Role], name="roles", users=PEOPLE)
+    for task in store.iter_tasks(project.id):
+        user = f"{task.data_title.removesuffix('.jpg')}@acme.com"
+        if user.split("@")[0] not in ANNOTATING:
+            # Then a non-annotating role cannot even take an annotation task
+            with pytest.raises(ForbiddenError, match=rf"{user} cannot assign in annotation stage 'Annotate 1'"):
+                act(store, task, Action.ASSIGN, assignee=user)
+            continue
+        # When each annotating role takes its task and submits it
+        act(store, task, Action.ASSIGN, assignee=user)
+        moved = act(store, task, Action.SUBMIT)
+        # Then it reaches review
+        assert moved.status is TaskStatus.NEW and moved.stage_uuid != task.stage_uuid, user
 
 
-@pytest.mark.parametrize("role", [r.value for r in Role])
-def test_review_approve_and_reject_by_role(store: Store, apples: ProjectRecord, role: str) -> None:
-    # Given a task in review
-    user = f"{role}@acme.com"
-    task = in_review(store, apples)
-    if role not in REVIEWING:
-        # Then a non-reviewing role cannot be assigned, and the message lists the roles it needs
-        with pytest.raises(ForbiddenError, match=r"it needs one of: admin, annotator_reviewer, reviewer, team_manager"):
-            act(store, task, Action.ASSIGN, assignee=user)
-        return
-    # When they take it and reject it, then take it again and approve it
-    act(store, task, Action.ASSIGN, assignee=user)
-    rejected = act(store, task, Action.REJECT)
-    assert rejected.status is TaskStatus.REOPENED
-    act(store, task, Action.ASSIGN, assignee="annotator@acme.com")
-    act(store, task, Action.SUBMIT)
-    act(store, task, Action.ASSIGN, assignee=user)
-    # Then both work for every reviewing role
-    assert act(store, task, Action.APPROVE).status is TaskStatus.COMPLETED
+def test_review_approve_and_reject_by_role(store: Store, seed_workflow: Workflow) -> None:
+    # Given one task in review per role
+    project = make_project(store, seed_workflow, [f"{r.value}.jpg" for r in Role], name="roles", users=PEOPLE)
+    for task in store.iter_tasks(project.id):
+        user = f"{task.data_title.removesuffix('.jpg')}@acme.com"
+        act(store, task, Action.ASSIGN, assignee="annotator@acme.com")
+        act(store, task, Action.SUBMIT)
+        if user.split("@")[0] not in REVIEWING:
+            # Then a non-reviewing role cannot be assigned, and the message lists the roles it needs
+            with pytest.raises(
+                ForbiddenError, match=r"needs one of: admin, annotator_reviewer, reviewer, team_manager"
+            ):
+                act(store, task, Action.ASSIGN, assignee=user)
+            continue
+        # When each reviewing role takes it and rejects it, then takes it again and approves it
+        act(store, task, Action.ASSIGN, assignee=user)
+        assert act(store, task, Action.REJECT).status is TaskStatus.REOPENED
+        act(store, task, Action.ASSIGN, assignee="annotator@acme.com")
+        act(store, task, Action.SUBMIT)
+        act(store, task, Action.ASSIGN, assignee=user)
+        # Then both work for every reviewing role
+        assert act(store, task, Action.APPROVE).status is TaskStatus.COMPLETED, user
 
 
 def test_submit_on_behalf_by_a_manager(store: Store, apples: ProjectRecord) -> None:
