@@ -116,7 +116,7 @@ def _task_view(store: Store, task_uuid: str) -> LineageGraph:
         ids |= {e.target for e in edges_from(conn, run_ids)}
         nodes = [n for n in load_nodes(conn, ids) if n.kind is not NodeKind.TASK or n.id == task_id]
         kept = {n.id for n in nodes}
-        edges = [e for e in _edges_within(conn, kept)]
+        edges = _edges_within(conn, kept)
     if task_id is None:
         # Drawn from the history alone: a stand-in card for the task.
         task_id = -1

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import Connection, select
+from sqlalchemy.exc import IntegrityError
 
 from common.errors import NotFoundError
 from common.lineage.model import Direction, LineageMeta, NodeKind, Ref
@@ -88,9 +89,16 @@ def record_run_lineage(
     """
     try:
         parsed = LineageMeta.model_validate(meta) if isinstance(meta, dict) else meta
-        with store.write() as conn:
-            record_lineage(conn, run_id, inputs, outputs, parsed)
-        return True
+        for attempt in (1, 2):
+            try:
+                with store.write() as conn:
+                    record_lineage(conn, run_id, inputs, outputs, parsed)
+                return True
+            except IntegrityError:
+                # Another run inserted the same new node first; the second try finds it.
+                if attempt == 2:
+                    raise
+        return False
     except Exception as e:  # lineage is a side record: whatever went wrong, the run must go on
         logger.warning("lineage of run %s was not recorded (the run goes on): %s", run_id, e)
         logger.debug("lineage failure of run %s", run_id, exc_info=True)
