@@ -289,3 +289,18 @@ def test_missing_file_says_to_check_the_path(tmp_path: Path) -> None:
     missing = tmp_path / "nope.yaml"
     with pytest.raises(InvalidInputError, match=f"{missing}: cannot read workflow file.*check the path"):
         load_workflow(missing)
+
+
+def test_percentages_that_add_up_only_after_rounding_are_accepted() -> None:
+    # Given a three-way split written with one decimal
+    pathways = {n: {"to": "Complete", "percentage": p} for n, p in (("a", 33.3), ("b", 33.3), ("c", 33.4))}
+    data = {
+        "name": "Thirds",
+        "start": "Split",
+        "stages": [
+            {"title": "Split", "type": "percentage_router", "pathways": pathways},
+            {"title": "Complete", "type": "complete"},
+        ],
+    }
+    # When it is parsed / Then it is valid and the router keeps all three ways
+    assert [p.name for p in parse_workflow(data).stage("Split").pathways] == ["a", "b", "c"]
