@@ -22,22 +22,23 @@ What an accepted result does:
 
 from __future__ import annotations
 
+import json
 import uuid
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any, Literal
 
-from sqlalchemy import Connection, select, update
+from sqlalchemy import Connection, bindparam, delete, insert, select, text, update
 
-from common.enums import Action, StageType
+from common.enums import Action, StageType, TaskStatus
 from common.errors import AnnoflowError, ConflictError
 from common.models import TaskCompletionResult
 from common.store.leases import FAILED, HOLD_PREFIX, RETRY_PREFIX
-from common.store.lifecycle import move, now
+from common.store.lifecycle import MovePlan, now, plan_move
 from common.store.records import LabelRow, TaskRecord
-from common.store.schema import tasks
+from common.store.schema import events, projects, subtasks, tasks
 from common.store.store import Store, save_label_row
-from common.transitions import rule_for
+from common.transitions import Rule, rule_for
 from common.workflow import Pathway, Stage, Workflow
 
 __all__ = ["ApplyNote", "ApplyOutcome", "apply_results"]
@@ -80,6 +81,10 @@ def apply_results(
 ) -> ApplyOutcome:
     """Apply a message's results in one transaction; see the module docstring.
 
+    The tasks are read (and on PostgreSQL locked) in one query; the task
+    updates and the events are then written with one statement each for the
+    whole message, label rows one by one (each checks its version).
+
     Args:
         store: the store.
         results: the results of one message (any mix of tasks and stages).
@@ -91,12 +96,16 @@ def apply_results(
     Raises:
         TransientError: the store could not be reached; the whole message is
             untouched and may be applied again.
+        ConflictError: a task changed under the lock (not expected); nothing
+            was written and the message may be applied again.
     """
     outcome = ApplyOutcome()
     if not results:
         return outcome
     with store.write() as conn:
         current = _lock_tasks(conn, store, [str(r.task_uuid) for r in results])
+        flows: dict[str, Workflow] = {}
+        writes = _Writes(conn, outcome, num_retries, backoff_s, hold_s)
         for result in results:
             key = str(result.task_uuid)
             task = current.get(key)
@@ -104,9 +113,14 @@ def apply_results(
             if task is None or why:
                 outcome._note(key, "stale", why)
                 continue
-            wf = store.workflow(task.project_id)
-            stage = wf.stages[task.stage_uuid]
-            current[key] = _apply_one(conn, wf, stage, task, result, outcome, num_retries, backoff_s, hold_s)
+            if task.project_id not in flows:
+                version = conn.execute(
+                    select(projects.c.workflow_version).where(projects.c.id == task.project_id)
+                ).scalar_one()
+                flows[task.project_id] = store.workflow(task.project_id, version)
+            # Later results in this message see the task as this one leaves it.
+            current[key] = writes.apply(flows[task.project_id], task, result)
+        writes.flush()
     return outcome
 
 
@@ -129,103 +143,171 @@ def _stale_reason(task: TaskRecord | None, result: TaskCompletionResult) -> str:
     return ""
 
 
-def _apply_one(
-    conn: Connection,
-    wf: Workflow,
-    stage: Stage,
-    task: TaskRecord,
-    result: TaskCompletionResult,
-    outcome: ApplyOutcome,
-    num_retries: int,
-    backoff_s: float,
-    hold_s: float,
-) -> TaskRecord:
-    if not result.success:
-        return _fail(conn, wf, stage, task, result.error or "the handler failed", outcome, num_retries, backoff_s)
-    try:
-        pathway = stage.pathway(str(result.pathway)) if result.pathway is not None else None
-        rule = rule_for(StageType.AGENT, Action.PROCEED, task.status, stage.title) if pathway else None
-        if result.labels is not None:
-            row = LabelRow(
-                project_id=task.project_id,
-                data_hash=task.data_hash,
-                branch=task.label_branch,
-                objects=result.labels.objects,
-                version=result.labels.version,
-            )
-            save_label_row(conn, row)
-    except AnnoflowError as e:  # unknown pathway, labels saved meanwhile: a failed attempt
-        return _fail(conn, wf, stage, task, str(e), outcome, num_retries, backoff_s)
-    extra: dict[str, Any] = {} if result.priority is None else {"priority": result.priority}
-    if pathway is None or rule is None:
-        outcome._note(task.uuid, "applied", "stayed")
-        return _write(conn, task, {**_stay_lease(hold_s), "attempts": 0, "last_error": None, **extra})
-    moved = move(conn, wf, task, pathway, rule, Action.PROCEED, f"agent:{stage.title}", result.run_id, extra)
-    outcome.moved[moved.stage_uuid] = outcome.moved.get(moved.stage_uuid, 0) + 1
-    outcome._note(task.uuid, "applied", f"moved to {wf.stages[moved.stage_uuid].title}")
-    return moved
+# The task columns a result may change; every update row sets all of them.
+_COLUMNS = (
+    "stage_uuid", "status", "assignee", "last_actioned_by", "lease_token", "lease_deadline",
+    "attempts", "last_error", "priority", "updated_at", "version",
+)  # fmt: skip
+_UPDATE = (
+    update(tasks)
+    .where(tasks.c.id == bindparam("w_id"), tasks.c.version == bindparam("w_version"))
+    .values({c: bindparam(f"v_{c}") for c in _COLUMNS})
+)
 
 
-def _fail(
-    conn: Connection,
-    wf: Workflow,
-    stage: Stage,
-    task: TaskRecord,
-    error: str,
-    outcome: ApplyOutcome,
-    num_retries: int,
-    backoff_s: float,
-) -> TaskRecord:
-    # attempts was counted when the task was claimed: attempt 1 is the first try.
-    if task.attempts <= num_retries:
-        wait = backoff_s * 2 ** max(task.attempts - 1, 0)
-        outcome._note(task.uuid, "retried", error)
-        return _write(
-            conn,
-            task,
-            {
-                # A new token: a duplicate of this failed result is stale, not a second failure.
-                "lease_token": f"{RETRY_PREFIX}{uuid.uuid4().hex}",
-                "lease_deadline": now() + timedelta(seconds=wait),
-                "last_error": error,
-            },
+class _Writes:
+    """Decides what each accepted result does and collects the writes for one flush."""
+
+    def __init__(self, conn: Connection, outcome: ApplyOutcome, retries: int, backoff_s: float, hold_s: float):
+        self.conn, self.outcome = conn, outcome
+        self.retries, self.backoff_s, self.hold_s = retries, backoff_s, hold_s
+        self.at = now()
+        self.rows: list[dict[str, Any]] = []
+        self.events: list[dict[str, Any]] = []
+        self.subtasks: dict[str, list[dict[str, Any]]] = {}
+
+    def apply(self, wf: Workflow, task: TaskRecord, result: TaskCompletionResult) -> TaskRecord:
+        stage = wf.stages[task.stage_uuid]
+        if not result.success:
+            return self._fail(wf, stage, task, result.error or "the handler failed")
+        try:
+            pathway = stage.pathway(str(result.pathway)) if result.pathway is not None else None
+            rule = rule_for(StageType.AGENT, Action.PROCEED, task.status, stage.title) if pathway else None
+            if result.labels is not None:
+                save_label_row(self.conn, self._label_row(task, result))
+        except AnnoflowError as e:  # unknown pathway, labels saved meanwhile: a failed attempt
+            return self._fail(wf, stage, task, str(e))
+        extra: dict[str, Any] = {} if result.priority is None else {"priority": result.priority}
+        if pathway is None or rule is None:
+            self.outcome._note(task.uuid, "applied", "stayed")
+            return self._update(task, {**self._stay_lease(), "attempts": 0, "last_error": None, **extra})
+        self.outcome._note(task.uuid, "applied", f"moved along '{pathway.name}'")
+        return self._move(wf, stage, task, pathway, rule, result.run_id, extra)
+
+    @staticmethod
+    def _label_row(task: TaskRecord, result: TaskCompletionResult) -> LabelRow:
+        assert result.labels is not None
+        return LabelRow(
+            project_id=task.project_id,
+            data_hash=task.data_hash,
+            branch=task.label_branch,
+            objects=result.labels.objects,
+            version=result.labels.version,
         )
-    outcome._note(task.uuid, "failed", error)
-    if stage.on_failure is not None:
-        pathway = next(p for p in stage.pathways if p.uuid == stage.on_failure)
-        moved = _move(conn, wf, stage, task, pathway, None, {"last_error": error, "attempts": task.attempts})
-        outcome.moved[moved.stage_uuid] = outcome.moved.get(moved.stage_uuid, 0) + 1
-        return moved
-    return _write(conn, task, {"lease_token": FAILED, "lease_deadline": None, "last_error": error})
+
+    def _fail(self, wf: Workflow, stage: Stage, task: TaskRecord, error: str) -> TaskRecord:
+        # attempts was counted when the task was claimed: attempt 1 is the first try.
+        if task.attempts <= self.retries:
+            self.outcome._note(task.uuid, "retried", error)
+            wait = self.backoff_s * 2 ** max(task.attempts - 1, 0)
+            return self._update(
+                task,
+                {
+                    # A new token: a duplicate of this failed result is stale, not a second failure.
+                    "lease_token": f"{RETRY_PREFIX}{uuid.uuid4().hex}",
+                    "lease_deadline": self.at + timedelta(seconds=wait),
+                    "last_error": error,
+                },
+            )
+        self.outcome._note(task.uuid, "failed", error)
+        if stage.on_failure is not None:
+            pathway = next(p for p in stage.pathways if p.uuid == stage.on_failure)
+            rule = rule_for(StageType.AGENT, Action.PROCEED, task.status, stage.title)
+            return self._move(wf, stage, task, pathway, rule, None, {"last_error": error, "attempts": task.attempts})
+        return self._update(task, {"lease_token": FAILED, "lease_deadline": None, "last_error": error})
+
+    def _move(
+        self, wf: Workflow, stage: Stage, task: TaskRecord, pathway: Pathway, rule: Rule,
+        run_id: str | None, extra: dict[str, Any],
+    ) -> TaskRecord:  # fmt: skip
+        plan: MovePlan = plan_move(wf, task, pathway, rule, Action.PROCEED, f"agent:{stage.title}", run_id, extra)
+        self.events.append({"project_id": task.project_id, "task_uuid": task.uuid, "at": self.at, **plan.event})
+        if plan.subtask_rows:
+            self.subtasks[task.uuid] = plan.subtask_rows
+        dest = plan.values["stage_uuid"]
+        self.outcome.moved[dest] = self.outcome.moved.get(dest, 0) + 1
+        return self._update(task, plan.values)
+
+    def _stay_lease(self) -> dict[str, Any]:
+        if self.hold_s > 0:
+            return {
+                "lease_token": f"{HOLD_PREFIX}{uuid.uuid4().hex}",
+                "lease_deadline": self.at + timedelta(seconds=self.hold_s),
+            }
+        return {"lease_token": None, "lease_deadline": None}
+
+    def _update(self, task: TaskRecord, changes: dict[str, Any]) -> TaskRecord:
+        changes = {**changes, "updated_at": self.at, "version": task.version + 1}
+        if "status" in changes:
+            changes["status"] = TaskStatus(changes["status"])
+        after = task.model_copy(update=changes)
+        row = {f"v_{c}": getattr(after, c) for c in _COLUMNS}
+        row["v_status"] = after.status.value
+        self.rows.append({"w_id": task.id, "w_version": task.version, **row})
+        return after
+
+    def flush(self) -> None:
+        """Write the collected task updates, subtasks and events, one statement each."""
+        if self.rows:
+            done = self.conn.execute(*_update_statement(self.conn, self.rows))
+            if done.rowcount != len(self.rows):
+                # Cannot happen while the rows are locked; fail the message rather than guess.
+                raise ConflictError("a task changed while its result was applied; apply the message again")
+        if self.subtasks:
+            # A fresh round of consensus; the previous round's options are replaced.
+            self.conn.execute(delete(subtasks).where(subtasks.c.task_uuid.in_(list(self.subtasks))))
+            self.conn.execute(insert(subtasks), [r for rows in self.subtasks.values() for r in rows])
+        if self.events:
+            if self.conn.dialect.name == "postgresql":
+                self.conn.execute(_PG_EVENTS, _pg_event_params(self.events))
+            else:
+                self.conn.execute(insert(events), self.events)
 
 
-def _move(
-    conn: Connection,
-    wf: Workflow,
-    stage: Stage,
-    task: TaskRecord,
-    pathway: Pathway,
-    run_id: str | None,
-    extra: dict[str, Any],
-) -> TaskRecord:
-    # Agent stages move by the transition table's proceed rule; other stage
-    # kinds (a ToTask run's stage) use the same rule's shape for arrival status.
-    rule = rule_for(StageType.AGENT, Action.PROCEED, task.status, stage.title)
-    return move(conn, wf, task, pathway, rule, Action.PROCEED, f"agent:{stage.title}", run_id, extra)
+def _update_statement(conn: Connection, rows: list[dict[str, Any]]) -> tuple[Any, ...]:
+    """One UPDATE for all rows: ``UPDATE ... FROM unnest(arrays)`` on PostgreSQL, else executemany.
+
+    On PostgreSQL the statement text is the same for any number of rows, so it
+    is prepared once; one round trip updates the whole message.
+    """
+    if conn.dialect.name != "postgresql":
+        return (_UPDATE, rows)
+    params = {n: [row[n] for row in rows] for n in _PG_NAMES}
+    return (_PG_UPDATE, params)
 
 
-def _stay_lease(hold_s: float) -> dict[str, Any]:
-    if hold_s > 0:
-        return {"lease_token": f"{HOLD_PREFIX}{uuid.uuid4().hex}", "lease_deadline": now() + timedelta(seconds=hold_s)}
-    return {"lease_token": None, "lease_deadline": None}
-
-
-def _write(conn: Connection, task: TaskRecord, values: dict[str, Any]) -> TaskRecord:
-    values = {**values, "updated_at": now(), "version": task.version + 1}
-    done = conn.execute(
-        update(tasks).where(tasks.c.uuid == task.uuid, tasks.c.version == task.version).values(**values)
+def _pg_update() -> Any:
+    names = ["w_id", "w_version", *(f"v_{c}" for c in _COLUMNS)]
+    types = ["integer", "integer", *(_PG_TYPES[c] for c in _COLUMNS)]
+    arrays = ", ".join(f"CAST(:{n} AS {t}[])" for n, t in zip(names, types, strict=True))
+    sets = ", ".join(f"{c} = r.v_{c}" for c in _COLUMNS)
+    return text(
+        f"UPDATE tasks SET {sets} FROM unnest({arrays}) AS r({', '.join(names)}) "
+        "WHERE tasks.id = r.w_id AND tasks.version = r.w_version"
     )
-    if done.rowcount != 1:
-        # Cannot happen while the row is locked; fail the message rather than guess.
-        raise ConflictError(f"task {task.uuid} changed while its result was applied; apply the message again")
-    return task.model_copy(update=values)
+
+
+_PG_TYPES = {
+    "stage_uuid": "varchar", "status": "varchar", "assignee": "varchar", "last_actioned_by": "varchar",
+    "lease_token": "varchar", "lease_deadline": "timestamptz", "attempts": "integer", "last_error": "text",
+    "priority": "float8", "updated_at": "timestamptz", "version": "integer",
+}  # fmt: skip
+_PG_NAMES = ["w_id", "w_version", *(f"v_{c}" for c in _COLUMNS)]
+_PG_UPDATE = _pg_update()
+
+_EVENT_TYPES = {
+    "project_id": "varchar", "task_uuid": "varchar", "actor": "varchar", "action": "varchar",
+    "from_stage": "varchar", "to_stage": "varchar", "from_status": "varchar", "to_status": "varchar",
+    "pathway": "varchar", "run_id": "varchar", "at": "timestamptz", "detail": "json",
+}  # fmt: skip
+_PG_EVENTS = text(
+    f"INSERT INTO events ({', '.join(_EVENT_TYPES)}) SELECT * FROM unnest("
+    + ", ".join(f"CAST(:{c} AS {t}[])" for c, t in _EVENT_TYPES.items())
+    + ")"
+)
+
+
+def _pg_event_params(rows: list[dict[str, Any]]) -> dict[str, list[Any]]:
+    params = {c: [row.get(c) for row in rows] for c in _EVENT_TYPES}
+    params["detail"] = [None if d is None else json.dumps(d) for d in params["detail"]]
+    return params

@@ -68,6 +68,7 @@ def test_success_moves_through_router_writes_labels_and_priority(store: Store, w
     # And exactly one proceed event by the agent records the move
     (event,) = store.events(project.id, task.uuid)
     assert (event.action, event.actor, event.pathway) == ("proceed", "agent:Pre-label", labelled)
+    assert event.detail == {"routers": [wf.stage("Split").pathway("to review").uuid]}
     assert out.moved == {wf.stage("Review 1").uuid: 1}
 
 
