@@ -22,21 +22,21 @@ What an accepted result does:
 
 from __future__ import annotations
 
-import json
 import uuid
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any, Literal
 
-from sqlalchemy import Connection, bindparam, delete, insert, select, text, update
+from sqlalchemy import Connection, delete, insert, select
 
 from common.enums import Action, StageType, TaskStatus
 from common.errors import AnnoflowError, ConflictError
 from common.models import TaskCompletionResult
+from common.store.bulk import TASK_COLUMNS, insert_events, update_tasks
 from common.store.leases import FAILED, HOLD_PREFIX, RETRY_PREFIX
 from common.store.lifecycle import MovePlan, now, plan_move
 from common.store.records import LabelRow, TaskRecord
-from common.store.schema import events, projects, subtasks, tasks
+from common.store.schema import projects, subtasks, tasks
 from common.store.store import Store, save_label_row
 from common.transitions import Rule, rule_for
 from common.workflow import Pathway, Stage, Workflow
@@ -143,18 +143,6 @@ def _stale_reason(task: TaskRecord | None, result: TaskCompletionResult) -> str:
     return ""
 
 
-# The task columns a result may change; every update row sets all of them.
-_COLUMNS = (
-    "stage_uuid", "status", "assignee", "last_actioned_by", "lease_token", "lease_deadline",
-    "attempts", "last_error", "priority", "updated_at", "version",
-)  # fmt: skip
-_UPDATE = (
-    update(tasks)
-    .where(tasks.c.id == bindparam("w_id"), tasks.c.version == bindparam("w_version"))
-    .values({c: bindparam(f"v_{c}") for c in _COLUMNS})
-)
-
-
 class _Writes:
     """Decides what each accepted result does and collects the writes for one flush."""
 
@@ -241,73 +229,19 @@ class _Writes:
         if "status" in changes:
             changes["status"] = TaskStatus(changes["status"])
         after = task.model_copy(update=changes)
-        row = {f"v_{c}": getattr(after, c) for c in _COLUMNS}
+        row = {f"v_{c}": getattr(after, c) for c in TASK_COLUMNS}
         row["v_status"] = after.status.value
         self.rows.append({"w_id": task.id, "w_version": task.version, **row})
         return after
 
     def flush(self) -> None:
         """Write the collected task updates, subtasks and events, one statement each."""
-        if self.rows:
-            done = self.conn.execute(*_update_statement(self.conn, self.rows))
-            if done.rowcount != len(self.rows):
-                # Cannot happen while the rows are locked; fail the message rather than guess.
-                raise ConflictError("a task changed while its result was applied; apply the message again")
+        if self.rows and update_tasks(self.conn, self.rows) != len(self.rows):
+            # Cannot happen while the rows are locked; fail the message rather than guess.
+            raise ConflictError("a task changed while its result was applied; apply the message again")
         if self.subtasks:
             # A fresh round of consensus; the previous round's options are replaced.
             self.conn.execute(delete(subtasks).where(subtasks.c.task_uuid.in_(list(self.subtasks))))
             self.conn.execute(insert(subtasks), [r for rows in self.subtasks.values() for r in rows])
         if self.events:
-            if self.conn.dialect.name == "postgresql":
-                self.conn.execute(_PG_EVENTS, _pg_event_params(self.events))
-            else:
-                self.conn.execute(insert(events), self.events)
-
-
-def _update_statement(conn: Connection, rows: list[dict[str, Any]]) -> tuple[Any, ...]:
-    """One UPDATE for all rows: ``UPDATE ... FROM unnest(arrays)`` on PostgreSQL, else executemany.
-
-    On PostgreSQL the statement text is the same for any number of rows, so it
-    is prepared once; one round trip updates the whole message.
-    """
-    if conn.dialect.name != "postgresql":
-        return (_UPDATE, rows)
-    params = {n: [row[n] for row in rows] for n in _PG_NAMES}
-    return (_PG_UPDATE, params)
-
-
-def _pg_update() -> Any:
-    names = ["w_id", "w_version", *(f"v_{c}" for c in _COLUMNS)]
-    types = ["integer", "integer", *(_PG_TYPES[c] for c in _COLUMNS)]
-    arrays = ", ".join(f"CAST(:{n} AS {t}[])" for n, t in zip(names, types, strict=True))
-    sets = ", ".join(f"{c} = r.v_{c}" for c in _COLUMNS)
-    return text(
-        f"UPDATE tasks SET {sets} FROM unnest({arrays}) AS r({', '.join(names)}) "
-        "WHERE tasks.id = r.w_id AND tasks.version = r.w_version"
-    )
-
-
-_PG_TYPES = {
-    "stage_uuid": "varchar", "status": "varchar", "assignee": "varchar", "last_actioned_by": "varchar",
-    "lease_token": "varchar", "lease_deadline": "timestamptz", "attempts": "integer", "last_error": "text",
-    "priority": "float8", "updated_at": "timestamptz", "version": "integer",
-}  # fmt: skip
-_PG_NAMES = ["w_id", "w_version", *(f"v_{c}" for c in _COLUMNS)]
-_PG_UPDATE = _pg_update()
-
-_EVENT_TYPES = {
-    "project_id": "varchar", "task_uuid": "varchar", "actor": "varchar", "action": "varchar",
-    "from_stage": "varchar", "to_stage": "varchar", "from_status": "varchar", "to_status": "varchar",
-    "pathway": "varchar", "run_id": "varchar", "at": "timestamptz", "detail": "json",
-}  # fmt: skip
-_PG_EVENTS = text(
-    f"INSERT INTO events ({', '.join(_EVENT_TYPES)}) SELECT * FROM unnest("
-    + ", ".join(f"CAST(:{c} AS {t}[])" for c, t in _EVENT_TYPES.items())
-    + ")"
-)
-
-
-def _pg_event_params(rows: list[dict[str, Any]]) -> dict[str, list[Any]]:
-    params = {c: [row.get(c) for row in rows] for c in _EVENT_TYPES}
-    params["detail"] = [None if d is None else json.dumps(d) for d in params["detail"]]
-    return params
+            insert_events(self.conn, self.events)
