@@ -31,7 +31,7 @@ def sample_image() -> tuple[bytes, str]:
     try:
         from skimage import data as skdata  # optional: a dev dependency
 
-        rgb = skdata.astronaut()
+        rgb = skdata.astronaut()  # type: ignore[no-untyped-call]
         source = "skimage.data.astronaut"
         img = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
     except Exception:  # not installed, or its data missing: timing does not need a face

@@ -44,6 +44,10 @@ class DownloadSettings(BaseModel):
     max_json_depth: int = Field(64, ge=1)
 
 
+def _human(size: int) -> str:
+    return f"{size / _MB:.1f} MB" if size >= _MB else f"{size} bytes"
+
+
 def _too_deep(data: Any, limit: int) -> bool:
     # Iterative, so a deep document cannot blow our own stack while we measure it.
     stack: list[tuple[Any, int]] = [(data, 1)]
@@ -184,9 +188,9 @@ class Fetcher:
             raise InvalidInputError(f"Failed to download {what} from URL {url}: {e.strerror}; check the file") from e
 
     def _too_large(self, url: str, what: str, size: int | None) -> InvalidInputError:
-        got = f"{size / _MB:.1f} MB" if size is not None else "more"
+        got = _human(size) if size is not None else "the body"
         return InvalidInputError(
-            f"Failed to download {what} from URL {url}: {got} is over the {self.settings.max_bytes / _MB:g} MB cap; "
+            f"Failed to download {what} from URL {url}: {got} is over the {_human(self.settings.max_bytes)} cap; "
             "split the file or raise the workers' download cap"
         )
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import cv2
 import numpy as np
 import pytest
@@ -12,6 +14,9 @@ from common.totask.params import PreProcessorParams
 from common.totask.preprocessors import InferenceItem
 from common.totask.preprocessors.haar import HaarFaceDetector
 
+# scikit-image ships this photo inside the package: no download.
+astronaut_rgb: Callable[[], np.ndarray] = skdata.astronaut
+
 
 def png(img: np.ndarray) -> bytes:
     ok, buf = cv2.imencode(".png", img)
@@ -21,7 +26,7 @@ def png(img: np.ndarray) -> bytes:
 
 @pytest.fixture(scope="module")
 def astronaut_png() -> bytes:
-    return png(cv2.cvtColor(skdata.astronaut(), cv2.COLOR_RGB2BGR))
+    return png(cv2.cvtColor(astronaut_rgb(), cv2.COLOR_RGB2BGR))
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +53,7 @@ def test_detects_the_astronauts_face(detector: HaarFaceDetector, astronaut_png: 
 
 def test_batch_gives_the_same_answers_as_one_at_a_time(detector: HaarFaceDetector, astronaut_png: bytes) -> None:
     # Given the photo, its mirror image and a blank image
-    mirror = png(cv2.flip(cv2.cvtColor(skdata.astronaut(), cv2.COLOR_RGB2BGR), 1))
+    mirror = png(cv2.flip(cv2.cvtColor(astronaut_rgb(), cv2.COLOR_RGB2BGR), 1))
     blank = png(np.full((200, 300), 128, dtype=np.uint8))
     items = [InferenceItem(str(i), f"mem://{i}", b) for i, b in enumerate([astronaut_png, mirror, blank])]
     params = PreProcessorParams()
@@ -71,7 +76,7 @@ def test_min_object_size_skips_small_faces(detector: HaarFaceDetector, astronaut
 
 def test_bench_helper_reports_both_rates() -> None:
     # Given a tiny benchmark on a small image (the real one runs from the CLI)
-    small = png(cv2.resize(cv2.cvtColor(skdata.astronaut(), cv2.COLOR_RGB2GRAY), (128, 128)))
+    small = png(cv2.resize(cv2.cvtColor(astronaut_rgb(), cv2.COLOR_RGB2GRAY), (128, 128)))
     # When run
     out = bench_inference(images=4, batch_size=2, image=small)
     # Then it reports both rates, their ratio and its setup

@@ -5,23 +5,27 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import cv2
+import numpy as np
 import pytest
 from skimage import data as skdata
 
 from common.errors import NotFoundError, TransientError
-from common.models import LabelPayload, TaskSpec
+from common.models import LabelPayload, TaskSpec, WorkKind
 from common.store.records import DataFile
 from common.totask.download import DownloadSettings, Fetcher
 from common.totask.params import PreProcessorParams
 from common.totask.preprocessors import InferenceItem, Prediction, PreProcessorRegistry
 from common.totask.preprocessors.haar import HaarFaceDetector
 from common.totask.strategies import FileStrategy, InferenceStrategy, run_batch
+
+# scikit-image ships this photo inside the package: no download.
+astronaut_rgb: Callable[[], np.ndarray] = skdata.astronaut
 
 RUN = "run-0001-abcdef"
 
@@ -33,7 +37,7 @@ def make_spec(
     title: str = "img.png",
     meta: dict[str, Any] | None = None,
     labels: LabelPayload | None = None,
-    kind: str = "totask.file",
+    kind: WorkKind = "totask.file",
     pathways: dict[str, uuid.UUID] | None = None,
 ) -> TaskSpec:
     """A task spec as the producer would publish it for a ToTask run."""
@@ -49,7 +53,7 @@ def make_spec(
         project_name="p",
         stage_uuid=uuid.uuid4(),
         stage_title="Pre-label",
-        kind=kind,  # type: ignore[arg-type]
+        kind=kind,
         lease_token="lease-1",
         files={k: DataFile(url=v, original_name=Path(v).name, is_primary=(k == "image")) for k, v in files.items()},
         meta=meta or {},
@@ -61,16 +65,16 @@ def make_spec(
 
 
 @pytest.fixture
-def fetcher(tmp_path: Path) -> Fetcher:
+def fetcher(tmp_path: Path) -> Iterator[Fetcher]:
     f = Fetcher(DownloadSettings(allowed_roots=[tmp_path], retries=0))
-    yield f  # type: ignore[misc]
+    yield f
     f.close()
 
 
 @pytest.fixture(scope="module")
 def astronaut(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("img") / "astronaut.png"
-    cv2.imwrite(str(path), cv2.cvtColor(skdata.astronaut(), cv2.COLOR_RGB2BGR))
+    cv2.imwrite(str(path), cv2.cvtColor(astronaut_rgb(), cv2.COLOR_RGB2BGR))
     return path
 
 
@@ -152,6 +156,18 @@ def test_file_out_of_bounds_fails_the_task(tmp_path: Path, fetcher: Fetcher) -> 
     (r,) = FileStrategy(fetcher).run([spec])
     # Then the task fails with the bounds error
     assert not r.success and r.error is not None and r.error.startswith("Coordinates out of bounds")
+    # And without meta, the size the file itself declares is checked instead
+    g = tmp_path / "b.json"
+    g.write_text(
+        json.dumps(
+            {
+                "image": {"width": 50, "height": 50},
+                "objects": [{"id": "o", "class_id": 1, "type": "keypoint", "coordinates": {"x": 60, "y": 1}}],
+            }
+        )
+    )
+    (r2,) = FileStrategy(fetcher).run([make_spec({"annotations": g.as_uri()}, FILE_PARAMS)])
+    assert not r2.success and r2.error is not None and "the image is 50x50" in r2.error
 
 
 def test_inference_with_the_built_in_detector(tmp_path: Path, fetcher: Fetcher, astronaut: Path) -> None:
