@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from uuid import UUID
 
@@ -171,3 +172,20 @@ def test_stay_clears_the_lease_or_holds_it(store: Store, wf: Workflow) -> None:
     assert store.get_task(free.uuid).priority == 0.2
     assert store.events(project.id) == []
     assert [t.uuid for t in _claim(store, project.id, wf)] == [free.uuid]
+
+
+def test_the_same_message_applied_twice_at_once_takes_effect_once(store: Store, wf: Workflow) -> None:
+    # Given twenty claimed tasks and one message of results for them
+    project = make_project(store, wf, [f"{i}.jpg" for i in range(20)])
+    claimed = _claim(store, project.id, wf)
+    skip = wf.stage("Pre-label").pathway("skip").uuid
+    message = [_result(t, skip) for t in claimed]
+
+    # When two appliers apply it at the same time (a redelivery racing the first delivery)
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        outcomes = list(pool.map(lambda _: apply_results(store, message, num_retries=1), range(2)))
+
+    # Then each task moved once: one applier applied it, the other counted it stale
+    assert sorted((o.applied, o.stale) for o in outcomes) == [(0, 20), (20, 0)]
+    assert len(store.events(project.id)) == 20
+    assert store.counts(project.id) == {wf.stage("Archive").uuid: {"COMPLETED": 20}}

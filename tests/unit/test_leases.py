@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from pathlib import Path
 
@@ -115,3 +116,19 @@ def test_a_pass_takes_each_free_task_once(store: Store, agent_workflow: Workflow
     assert [t.uuid for t in claimed] != [late.uuid] and len(claimed) == 1
     later = claim_tasks(store, project.id, stage, 10, lease_seconds=60, pass_started=now() + timedelta(seconds=2))
     assert [t.uuid for t in later] == [late.uuid]
+
+
+def test_concurrent_claims_never_share_a_task(store: Store, agent_workflow: Workflow) -> None:
+    # Given forty free tasks
+    project = make_project(store, agent_workflow, [f"{i}.jpg" for i in range(40)])
+    stage = agent_workflow.stage("Pre-label").uuid
+
+    # When four producers claim batches of eight at the same time, twice each
+    def claim(_: int) -> list[str]:
+        return [t.uuid for _ in range(2) for t in claim_tasks(store, project.id, stage, 8, lease_seconds=60)]
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        claimed = [u for batch in pool.map(claim, range(4)) for u in batch]
+
+    # Then every task was claimed exactly once
+    assert len(claimed) == 40 and len(set(claimed)) == 40
