@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from common.enums import Action, Role, StageType, TaskStatus
@@ -34,7 +36,7 @@ def task_of(store: Store, project: ProjectRecord, title: str) -> TaskRecord:
     return task
 
 
-def act(store: Store, task: TaskRecord, action: Action, **kw: str) -> TaskRecord:
+def act(store: Store, task: TaskRecord, action: Action, **kw: Any) -> TaskRecord:
     return store.act(ActionRequest(task.uuid, action, **kw))
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from common.enums import ANNOTATING_ROLES, REVIEWING_ROLES, Action, Role, TaskStatus
@@ -30,7 +32,7 @@ def first_task(store: Store, project: ProjectRecord) -> TaskRecord:
     return next(iter(store.iter_tasks(project.id, filters={"data_title": "a.jpg"})))
 
 
-def act(store: Store, task: TaskRecord, action: Action, **kw: str) -> TaskRecord:
+def act(store: Store, task: TaskRecord, action: Action, **kw: Any) -> TaskRecord:
     return store.act(ActionRequest(task.uuid, action, **kw))
 
 
