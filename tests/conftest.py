@@ -10,6 +10,7 @@ import pytest
 import sqlalchemy as sa
 
 from common.store import Store
+from common.store.engine import create_tables
 from common.workflow import Workflow, load_workflow
 from tests.servers import POSTGRES_URL, require_postgres
 
@@ -22,7 +23,10 @@ def _postgres_store() -> Iterator[Store]:
     admin = sa.create_engine(POSTGRES_URL.replace("postgresql://", "postgresql+psycopg://"))
     with admin.begin() as conn:
         conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
-    store = Store.open(POSTGRES_URL, schema=schema)
+    # Tables straight from the schema definitions (much faster than replaying every
+    # migration per test); tests/unit/test_migrations.py proves both give the same schema.
+    store = Store.open(POSTGRES_URL, schema=schema, upgrade=False)
+    create_tables(store.engine)
     try:
         yield store
     finally:

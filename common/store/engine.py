@@ -12,7 +12,7 @@ from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError
 
 from common.errors import InvalidInputError, TransientError
 
-__all__ = ["make_engine", "migrate", "is_sqlite"]
+__all__ = ["create_tables", "is_sqlite", "make_engine", "migrate"]
 
 _MIGRATIONS = Path(__file__).with_name("migrations")
 
@@ -72,14 +72,33 @@ def _tune_sqlite(engine: Engine) -> None:
         conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
 
+def _alembic_config() -> Config:
+    cfg = Config()
+    cfg.set_main_option("script_location", str(_MIGRATIONS))
+    return cfg
+
+
+def create_tables(engine: Engine) -> None:
+    """Create every table from the schema definitions and mark the migrations as applied.
+
+    Faster than :func:`migrate` on an empty database (tests use it); the result is the same.
+    """
+    from common.store.schema import metadata
+
+    cfg = _alembic_config()
+    with engine.begin() as conn:
+        metadata.create_all(conn)
+        cfg.attributes["connection"] = conn
+        command.stamp(cfg, "head")
+
+
 def migrate(engine: Engine) -> None:
     """Run every Alembic migration not yet applied to this database.
 
     Raises:
         TransientError: the database cannot be reached.
     """
-    cfg = Config()
-    cfg.set_main_option("script_location", str(_MIGRATIONS))
+    cfg = _alembic_config()
     try:
         with engine.begin() as conn:
             cfg.attributes["connection"] = conn
