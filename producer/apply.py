@@ -20,7 +20,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from kombu import Connection, Consumer, Message, Producer
+from kombu.connection import Connection
+from kombu.message import Message
+from kombu.messaging import Consumer, Producer
 from pydantic import ValidationError
 
 from common.batches import ResultBatch

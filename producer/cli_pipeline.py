@@ -74,6 +74,7 @@ def worker(
     pool: Annotated[str, typer.Option("--pool", help="prefork, or solo for debugging")] = "prefork",
     loglevel: Annotated[str, typer.Option("--loglevel")] = "INFO",
     stage_keys: Annotated[str | None, typer.Option("--stage-keys", hidden=True)] = None,
+    bench_counter: Annotated[str | None, typer.Option("--bench-counter", hidden=True)] = None,
 ) -> None:
     """Run a Celery worker for the handlers in --agents (it never opens the store)."""
     from workers.main import start_worker
@@ -87,6 +88,8 @@ def worker(
         concurrency=concurrency,
         pool=pool,
         loglevel=loglevel,
+        stage_keys=json.loads(stage_keys) if stage_keys else None,
+        bench_counter_url=bench_counter,
     )
 
 
@@ -281,3 +284,29 @@ def demo(images: Annotated[int, typer.Option("--images", min=3, help="How many i
     render_summary(console, store, record, summary)
     console.print(f"  the demo's data: ANNOFLOW_HOME={home} annoflow tasks list --project demo")
     console.print("  the agent: examples/demo_agent.py; the workflow: examples/demo_workflow.yaml")
+
+
+@bench_app.command("pipeline")
+def bench_pipeline(
+    tasks: Annotated[int, typer.Option("--tasks", min=1, help="Tasks to push through")] = 20000,
+    batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Tasks per message")] = 100,
+    workers: Annotated[int, typer.Option("--workers", min=1, help="Worker pool processes")] = 2,
+    max_in_flight: Annotated[int | None, typer.Option("--max-in-flight", min=1)] = None,
+    store_url: Annotated[str | None, typer.Option("--store-url", help="Default: a fresh SQLite file")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the figures as JSON")] = False,
+) -> None:
+    """Throughput of the pipeline (no-op handler) against bare Celery (no-op task) on the same Redis broker."""
+    from common.errors import InvalidInputError
+    from producer.bench_pipeline import run_bench
+
+    url = settings().broker_url or "redis://127.0.0.1:6379/15"
+    if not url.startswith("redis"):
+        raise InvalidInputError(
+            f"bench pipeline needs a Redis broker, not {url!r}; set ANNOFLOW_BROKER_URL=redis://..."
+        )
+    figures = run_bench(url, tasks, batch_size, workers=workers, max_in_flight=max_in_flight, store_url=store_url)
+    if as_json:
+        print(json.dumps(figures))
+    else:
+        for key, value in figures.items():
+            console.print(f"{key:>28}: {value}")

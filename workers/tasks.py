@@ -127,9 +127,10 @@ def register_stage_tasks(app: Celery, project: str, stages: Sequence[StageInfo],
         app.task(name=name, acks_late=True, reject_on_worker_lost=True)(run)
         names.append(name)
 
-    @worker_process_init.connect(weak=False)
     def _load_in_child(**_: Any) -> None:
         _load_agents(ref)
+
+    worker_process_init.connect(_load_in_child, weak=False)
 
     return names
 
