@@ -30,6 +30,8 @@ __all__ = [
     "metadata",
     "project_versions",
     "projects",
+    "run_failures",
+    "run_label_backup",
     "runs",
     "subtasks",
     "tasks",
@@ -288,4 +290,33 @@ label_blobs = Table(
     Column("hash", String(64), primary_key=True),
     Column("objects", JSON, nullable=False),
     sqlite_with_rowid=False,
+)
+
+# ---------------------------------------------------------------- ToTask runs
+# What a ToTask run needs to roll back: each label row it may change, as it was before
+# the run (existed 0: the row did not exist), and whether the run's write was applied.
+run_label_backup = Table(
+    "run_label_backup",
+    metadata,
+    Column("run_id", UUID, primary_key=True),
+    Column("data_hash", UUID, primary_key=True),
+    Column("branch", String(200), primary_key=True),
+    Column("project_id", UUID, nullable=False),
+    Column("existed", Integer, nullable=False),
+    Column("objects", JSON, nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("applied", Integer, nullable=False, default=0),
+)
+
+# Per-task failures of a run ("[Task <id>] Failed: <reason>"), for 'annoflow runs show'.
+run_failures = Table(
+    "run_failures",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("run_id", UUID, nullable=False),
+    Column("task_uuid", UUID, nullable=False),
+    Column("data_title", String(500), nullable=False),
+    Column("error", Text, nullable=False),
+    Column("at", DateTime(timezone=True), nullable=False),
+    Index("ix_run_failures_run", "run_id", "id"),
 )
