@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from pydantic import field_validator
@@ -24,6 +25,8 @@ class Settings(BaseSettings):
     store_url: str = ""
     broker_url: str = ""
     user: str | None = None
+    # Folders ToTask workers may read file:// URLs and plain paths from (os.pathsep-separated).
+    file_roots: str = ""
 
     @field_validator("store_url")
     @classmethod
@@ -47,6 +50,11 @@ class Settings(BaseSettings):
     @property
     def resolved_store_url(self) -> str:
         return self.store_url or f"sqlite:///{self.home / 'annoflow.db'}"
+
+    @property
+    def file_root_paths(self) -> list[Path]:
+        """ANNOFLOW_FILE_ROOTS as paths (empty: local files are refused, only http(s) URLs are read)."""
+        return [Path(p).expanduser() for p in self.file_roots.split(os.pathsep) if p.strip()]
 
     @property
     def is_embedded_broker(self) -> bool:
