@@ -1,0 +1,157 @@
+"""The result applier's counters and apply-latency histogram, shared with the producer's /metrics.
+
+The applier and the producer are separate processes (separate containers), yet
+the producer serves every number on one ``/metrics`` endpoint. So the applier
+adds what it did to a Redis hash beside the broker (``annoflow:metrics:apply``,
+one pipelined round trip per results message) and the producer reads it at
+scrape time. Counters only ever grow, so several appliers simply add up.
+With the embedded broker, producer and applier share one process
+(``annoflow run``) and the counts stay in memory.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from common.store.apply import ApplyOutcome
+
+__all__ = [
+    "APPLY_BUCKETS",
+    "COUNTERS",
+    "KEY",
+    "ApplyObserver",
+    "ApplyTotals",
+    "MemoryApplyStats",
+    "RedisApplyStats",
+    "make_apply_stats",
+]
+
+log = logging.getLogger("annoflow.metrics")
+
+KEY = "annoflow:metrics:apply"
+# Seconds to apply one results message (one transaction for up to a batch of tasks).
+APPLY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+# What the counters count: messages read, and per-task outcomes of apply_results.
+COUNTERS = ("messages", "applied", "stale", "retried", "failed", "dead_letters")
+
+
+class ApplyObserver(Protocol):
+    """What the result applier reports after each message."""
+
+    def applied(self, outcome: ApplyOutcome, seconds: float) -> None:
+        """A results message was applied (committed) in ``seconds``."""
+        ...
+
+    def dead_letter(self) -> None:
+        """A message could not be read or applied and went to the dead-letter queue."""
+        ...
+
+
+@dataclass
+class ApplyTotals:
+    """The counters and the latency histogram, as read back."""
+
+    counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(COUNTERS, 0))
+    buckets: dict[float, int] = field(default_factory=lambda: dict.fromkeys(APPLY_BUCKETS, 0))
+    seconds_sum: float = 0.0
+    seconds_count: int = 0
+
+
+def _deltas(outcome: ApplyOutcome) -> dict[str, int]:
+    return {
+        "messages": 1,
+        "applied": outcome.applied,
+        "stale": outcome.stale,
+        "retried": outcome.retried,
+        "failed": outcome.failed,
+    }
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+class MemoryApplyStats:
+    """The counters in this process (the embedded run, tests)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._totals = ApplyTotals()
+
+    def applied(self, outcome: ApplyOutcome, seconds: float) -> None:
+        with self._lock:
+            t = self._totals
+            for name, n in _deltas(outcome).items():
+                t.counts[name] += n
+            for le in APPLY_BUCKETS:
+                if seconds <= le:
+                    t.buckets[le] += 1
+            t.seconds_sum += seconds
+            t.seconds_count += 1
+
+    def dead_letter(self) -> None:
+        with self._lock:
+            self._totals.counts["messages"] += 1
+            self._totals.counts["dead_letters"] += 1
+
+    def read(self) -> ApplyTotals:
+        with self._lock:
+            t = self._totals
+            return ApplyTotals(dict(t.counts), dict(t.buckets), t.seconds_sum, t.seconds_count)
+
+
+class RedisApplyStats:
+    """The counters in a Redis hash, shared by every applier and read by the producer."""
+
+    def __init__(self, url: str, key: str = KEY) -> None:
+        import redis
+
+        self.client = redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=5)
+        self.key = key
+
+    def applied(self, outcome: ApplyOutcome, seconds: float) -> None:
+        pipe = self.client.pipeline(transaction=False)
+        for name, n in _deltas(outcome).items():
+            if n:
+                pipe.hincrby(self.key, name, n)
+        for le in APPLY_BUCKETS:
+            if seconds <= le:
+                pipe.hincrby(self.key, f"le:{le}", 1)
+        pipe.hincrbyfloat(self.key, "seconds_sum", seconds)
+        pipe.hincrby(self.key, "seconds_count", 1)
+        self._execute(pipe)
+
+    def dead_letter(self) -> None:
+        pipe = self.client.pipeline(transaction=False)
+        pipe.hincrby(self.key, "messages", 1)
+        pipe.hincrby(self.key, "dead_letters", 1)
+        self._execute(pipe)
+
+    @staticmethod
+    def _execute(pipe: Any) -> None:
+        # Counting must never stop applying: a lost increment is a smaller harm than a stuck applier.
+        try:
+            pipe.execute()
+        except Exception as e:
+            log.warning("applier metrics not recorded (Redis: %s)", e)
+
+    def read(self) -> ApplyTotals:
+        raw = {_text(k): _text(v) for k, v in self.client.hgetall(self.key).items()}
+        totals = ApplyTotals()
+        for name in COUNTERS:
+            totals.counts[name] = int(raw.get(name, 0))
+        for le in APPLY_BUCKETS:
+            totals.buckets[le] = int(raw.get(f"le:{le}", 0))
+        totals.seconds_sum = float(raw.get("seconds_sum", 0.0))
+        totals.seconds_count = int(raw.get("seconds_count", 0))
+        return totals
+
+
+def make_apply_stats(broker_url: str) -> MemoryApplyStats | RedisApplyStats:
+    """Shared counters on a Redis broker; in-process counters otherwise."""
+    if broker_url.startswith(("redis://", "rediss://")):
+        return RedisApplyStats(broker_url)
+    return MemoryApplyStats()
