@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from kombu.connection import Connection
 from kombu.message import Message
@@ -31,6 +31,9 @@ from common.errors import TransientError
 from common.store import Store
 from common.store.apply import apply_results
 from producer.inflight import Ledger
+
+if TYPE_CHECKING:
+    from producer.apply_stats import ApplyObserver
 
 __all__ = ["ApplierStats", "ResultApplier"]
 
@@ -81,6 +84,7 @@ class ResultApplier:
         hold_s: float = 0.0,
         prefetch: int = 4,
         on_applied: Callable[[ResultBatch], None] | None = None,
+        observer: ApplyObserver | None = None,
     ) -> None:
         self.store = store
         self.broker_url = broker_url
@@ -91,6 +95,7 @@ class ResultApplier:
         self.hold_s = hold_s
         self.prefetch = prefetch
         self.on_applied = on_applied
+        self.observer = observer  # /metrics: outcomes and apply latency
         self.stats = ApplierStats()
         self.stop = threading.Event()
         self._dead_producer: Producer | None = None
@@ -120,6 +125,7 @@ class ResultApplier:
         except (ValidationError, ValueError, TypeError) as e:
             self._dead_letter(message, f"not a valid results message: {e}")
             return
+        started = time.perf_counter()
         for attempt in range(_STORE_RETRIES + 1):
             try:
                 outcome = apply_results(
@@ -150,12 +156,16 @@ class ResultApplier:
         s.failed += outcome.failed
         for stage, n in outcome.moved.items():
             s.moved[stage] = s.moved.get(stage, 0) + n
+        if self.observer is not None:
+            self.observer.applied(outcome, time.perf_counter() - started)
         if self.on_applied is not None:
             self.on_applied(batch)
 
     def _dead_letter(self, message: Message, reason: str) -> None:
         """Reject ``message`` and keep a copy with the reason on the dead-letter queue."""
         self.stats.dead_letters += 1
+        if self.observer is not None:
+            self.observer.dead_letter()
         log.error("dead letter: %s", reason[:500])
         raw = message.body if isinstance(message.body, bytes) else str(message.body).encode()
         queue = make_queue(DEAD_LETTER_QUEUE)

@@ -102,9 +102,13 @@ def produce(
     refresh_every: RefreshOpt = None,
     lease_seconds: LeaseOpt = 600.0,
     max_tasks_per_stage: Annotated[int | None, typer.Option("--max-tasks-per-stage", min=1)] = None,
+    metrics_port: Annotated[
+        int, typer.Option("--metrics-port", envvar="ANNOFLOW_METRICS_PORT", help="Serve /metrics here; 0: off")
+    ] = 0,
 ) -> None:
     """Claim the agent stages' tasks and publish them to the stage queues (SIGTERM: stop claiming, exit)."""
     from producer.inflight import make_ledger
+    from producer.metrics import start_producer_metrics
     from producer.produce import Producer, plan_stages
 
     _logging()
@@ -123,6 +127,7 @@ def produce(
         refresh_every=refresh_every,
         lease_seconds=lease_seconds,
         max_tasks_per_stage=max_tasks_per_stage,
+        observer=start_producer_metrics(s, store, [p.queue for p in plans], metrics_port),
     )
     _stop_on_signals(producer.stop)
     stats = producer.run()
@@ -139,6 +144,7 @@ def apply(
 ) -> None:
     """Consume the results queue and apply each message in one transaction (SIGTERM: finish, exit)."""
     from producer.apply import ResultApplier
+    from producer.apply_stats import make_apply_stats
     from producer.inflight import make_ledger
 
     _logging()
@@ -152,6 +158,7 @@ def apply(
         num_retries=num_retries,
         backoff_s=backoff,
         hold_s=hold_seconds,
+        observer=make_apply_stats(url),
     )
     _stop_on_signals(applier.stop)
     stats = applier.run()

@@ -18,7 +18,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from celery import Celery
 from sqlalchemy import update
@@ -36,6 +36,9 @@ from common.store.records import ProjectRecord
 from common.store.schema import tasks
 from common.workflow import Stage, Workflow
 from producer.inflight import Ledger
+
+if TYPE_CHECKING:
+    from producer.metrics import ProduceObserver
 
 __all__ = ["ProduceStats", "Producer", "StagePlan", "plan_stages"]
 
@@ -122,6 +125,7 @@ class Producer:
         refresh_every: float | None = None,
         lease_seconds: float = 600.0,
         max_tasks_per_stage: int | None = None,
+        observer: ProduceObserver | None = None,
     ) -> None:
         if batch_size < 1 or max_in_flight < 1:
             raise InvalidInputError("--task-batch-size and --max-in-flight must be at least 1")
@@ -135,6 +139,7 @@ class Producer:
         self.refresh_every = refresh_every
         self.lease_seconds = lease_seconds
         self.max_tasks_per_stage = max_tasks_per_stage
+        self.observer = observer  # /metrics: enumerate latency and tasks published
         self.stats = ProduceStats()
         self.stop = threading.Event()
 
@@ -181,6 +186,7 @@ class Producer:
             want = min(want, self.max_tasks_per_stage - self.stats.tasks.get(uuid_, 0))
         if want <= 0:
             return 0
+        started = time.perf_counter()
         claimed = claim_tasks(self.store, self.project.id, uuid_, want, self.lease_seconds)
         if not claimed:
             return 0
@@ -191,6 +197,8 @@ class Producer:
             chunk = [s.model_dump_json() for s in specs[start : start + self.batch_size]]
             self._publish(plan, queue, chunk, deadline, publisher)
         self.stats.tasks[uuid_] = self.stats.tasks.get(uuid_, 0) + len(specs)
+        if self.observer is not None:
+            self.observer.enumerated(self.project.name, plan.stage.title, len(specs), time.perf_counter() - started)
         return len(specs)
 
     def _publish(self, plan: StagePlan, queue: Any, chunk: list[str], deadline: datetime, publisher: Any) -> None:
