@@ -22,7 +22,7 @@ app.add_typer(bench_app, name="bench")
 def bench_store_cmd(
     tasks: int = typer.Option(100_000, "--tasks", min=1, help="Data units (one task each) to import."),
     db: Path | None = typer.Option(None, "--db", help="Fresh SQLite file to build [default: a temporary file]."),
-    batch_size: int = typer.Option(5000, "--batch-size", min=1, help="Units per import transaction."),
+    batch_size: int = typer.Option(20_000, "--batch-size", min=1, help="Units per import transaction."),
     as_json: bool = typer.Option(False, "--json", help="Print the figures as JSON only."),
 ) -> None:
     """Import N data units into a fresh SQLite store, then time a stage's first page and iterate every task."""
