@@ -26,18 +26,20 @@ def db_upgrade() -> None:
 @app.command("health")
 def health(
     broker: bool = typer.Option(True, help="Also check the broker (off for store-only roles)."),
+    store: bool = typer.Option(True, help="Also check the store (off for workers, which hold no store credentials)."),
     timeout: float = typer.Option(5.0, help="Seconds to wait for each server."),
 ) -> None:
     """Exit 0 when the store (and the broker) answer; used as the container health check."""
     s = settings()
-    engine = make_engine(s.resolved_store_url)
-    try:
-        with engine.connect() as conn:
-            conn.execute(text("SELECT 1"))
-    except OperationalError as e:
-        raise TransientError(f"store unreachable: {e.orig}") from e
-    finally:
-        engine.dispose()
+    if store:
+        engine = make_engine(s.resolved_store_url)
+        try:
+            with engine.connect() as conn:
+                conn.execute(text("SELECT 1"))
+        except OperationalError as e:
+            raise TransientError(f"store unreachable: {e.orig}") from e
+        finally:
+            engine.dispose()
     if broker and not s.is_embedded_broker:
         try:
             with Connection(s.broker_url, connect_timeout=timeout) as conn:
