@@ -45,5 +45,7 @@ def health(
             with Connection(s.broker_url, connect_timeout=timeout) as conn:
                 conn.ensure_connection(max_retries=1, timeout=timeout)
         except Exception as e:  # kombu raises transport-specific errors
-            raise TransientError(f"broker unreachable at {s.broker_url}: {e}") from e
+            # as_uri() masks the password: health output ends up in `docker inspect`.
+            where = Connection(s.broker_url).as_uri()
+            raise TransientError(f"broker unreachable at {where}: {e}") from e
     console.print("ok")
