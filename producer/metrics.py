@@ -115,10 +115,10 @@ class SnapshotCollector(Collector):
             recent.add_metric([t.project], t.events)
         yield recent
         progress = GaugeMetricFamily(
-            "annoflow_run_progress", "Progress (0..1) of a running run", labels=["run", "name", "kind", "project"]
+            "annoflow_run_progress", "Progress (0..1) of a running run", labels=["run", "run_name", "kind", "project"]
         )
         metric = GaugeMetricFamily(
-            "annoflow_run_metric", "A numeric metric of a running run", labels=["run", "name", "metric"]
+            "annoflow_run_metric", "A numeric metric of a running run", labels=["run", "run_name", "metric"]
         )
         for run in snap.runs:
             progress.add_metric([run.id, run.name, run.kind, run.project or ""], run.progress)
