@@ -47,7 +47,7 @@ def error_line(e: BaseException) -> tuple[str, int]:
         return f"{e} (this may pass; retry later)", _TRANSIENT_EXIT
     if isinstance(e, AnnoflowError):
         return str(e), USAGE_EXIT
-    if isinstance(e, ValidationError):
+    if isinstance(e, ValidationError) and e.title == "Settings":
         first = e.errors()[0]
         field = ".".join(str(x) for x in first["loc"])
         return f"invalid setting ANNOFLOW_{field.upper()}: {first['msg']}", USAGE_EXIT

@@ -297,3 +297,13 @@ def test_bench_store_small(env: dict[str, str], tmp_path: Path) -> None:
     assert "needs a fresh file" in error_of(
         run("bench", "store", "--tasks", "10", "--db", str(tmp_path / "b.db"), code=2)
     )
+
+
+def test_invalid_setting_is_one_line(env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
+    # Given a store URL of an unsupported kind
+    monkeypatch.setenv("ANNOFLOW_STORE_URL", "mysql://db/annoflow")
+    cli.settings.cache_clear()
+
+    # When any store command runs, Then one line names the setting and the URL forms that work
+    line = error_of(run("project", "list", code=2))
+    assert "invalid setting ANNOFLOW_STORE_URL" in line and "use sqlite:///PATH or postgresql://" in line
