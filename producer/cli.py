@@ -50,6 +50,7 @@ def _register() -> None:
     from producer import cli_bench, cli_ops, cli_project, cli_tasks, cli_users  # noqa: F401
     from producer import cli_pipeline  # noqa: F401  (last: it joins the tasks/bench groups if they exist)
     from producer import cli_lineage  # noqa: F401  (joins the bench group)
+    from producer import cli_totask  # noqa: F401  (totask, runs; joins the bench group)
     from producer import cli_status  # noqa: F401
 
 
