@@ -1,16 +1,21 @@
 """``annoflow bench pipeline``: the pipeline's throughput against bare Celery on the same broker.
 
 Both runs share one Redis broker and one worker process (a prefork pool of
-``workers`` children):
+``workers`` children) with the same Celery settings:
 
 * baseline: bare Celery, one no-op task per message (the task only increments
-  a Redis counter so the benchmark sees it finish);
+  a Redis counter so the benchmark sees it finish), ``baseline_tasks``
+  messages (default: ``tasks``, at most 10,000: the rate is steady long before);
 * annoflow: ``annoflow produce`` and ``annoflow apply`` as separate processes,
   the no-op handler in ``workers/bench_agent.py``, results applied to the store;
   timed from the first claim until every task is in Complete (process start-up,
   a few seconds of imports, is left out).
 
-The producer's and the applier's peak RSS are sampled from /proc while they run.
+Besides the rates it reports where the CPU went during each run (seconds of
+CPU of the producer, the applier, the worker and its pool children, Redis,
+and the benchmark itself, which publishes the baseline and polls the store),
+and the producer's and the applier's RSS sampled from /proc while they run:
+the peak and a timeline (at most 60 points) to show that memory stays flat.
 """
 
 from __future__ import annotations
@@ -21,16 +26,20 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import redis
+from sqlalchemy import func, select
 
 from common.celery_app import PipelineSettings, make_celery_app, make_queue
+from common.enums import TaskStatus
 from common.settings import Settings
 from common.store import DataFile, DataUnit, Store
-from common.store.leases import count_live_leases
+from common.store.schema import tasks as tasks_table
 from common.workflow import parse_workflow
+from producer.inflight import KEY_PREFIX as LEDGER_PREFIX
 
 __all__ = ["run_bench"]
 
@@ -43,6 +52,8 @@ _WORKFLOW = {
         {"title": "Complete", "type": "complete"},
     ],
 }
+_TICKS = os.sysconf("SC_CLK_TCK")
+_TIMELINE_POINTS = 60
 
 
 def _rss_mb(pid: int) -> float:
@@ -55,7 +66,57 @@ def _rss_mb(pid: int) -> float:
     return 0.0
 
 
-def _units(n: int) -> Any:
+def _cpu_tree_s(root: int) -> float:
+    """CPU seconds (user + system) of ``root`` and every live descendant, from /proc."""
+    parents: dict[int, int] = {}
+    times: dict[int, float] = {}
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = Path(entry.path, "stat").read_text()
+        except OSError:
+            continue
+        # The command name may hold spaces; the fields after its closing parenthesis do not.
+        fields = stat[stat.rindex(")") + 2 :].split()
+        parents[int(entry.name)] = int(fields[1])
+        times[int(entry.name)] = (int(fields[11]) + int(fields[12])) / _TICKS
+    total, todo = 0.0, [root]
+    while todo:
+        pid = todo.pop()
+        total += times.get(pid, 0.0)
+        todo += [child for child, parent in parents.items() if parent == pid]
+    return total
+
+
+def _redis_cpu_s(client: redis.Redis) -> float:
+    info: dict[str, Any] = client.info("cpu")
+    return float(info.get("used_cpu_user", 0.0)) + float(info.get("used_cpu_sys", 0.0))
+
+
+class _Cpu:
+    """CPU seconds spent by each part of a run between :meth:`start` and :meth:`stop`."""
+
+    def __init__(self, client: redis.Redis, pids: dict[str, int]) -> None:
+        self.client, self.pids = client, pids
+        self.begin: dict[str, float] = {}
+
+    def _now(self) -> dict[str, float]:
+        out = {name: _cpu_tree_s(pid) for name, pid in self.pids.items()}
+        out["redis"] = _redis_cpu_s(self.client)
+        times = os.times()
+        out["bench"] = times.user + times.system
+        return out
+
+    def start(self) -> None:
+        self.begin = self._now()
+
+    def stop(self) -> dict[str, float]:
+        end = self._now()
+        return {name: round(end[name] - self.begin.get(name, 0.0), 2) for name in end}
+
+
+def _units(n: int) -> Iterator[DataUnit]:
     for i in range(n):
         yield DataUnit(
             data_hash=str(uuid.UUID(int=i + 1)),
@@ -102,6 +163,28 @@ def _baseline(app: Any, client: redis.Redis, n: int, timeout: float) -> float:
     return seconds
 
 
+def _completed(store: Store, project_id: str, stage_uuid: str) -> int:
+    """Tasks that reached the Complete stage (an index-only count)."""
+    with store.read() as conn:
+        return int(
+            conn.execute(
+                select(func.count()).where(
+                    tasks_table.c.project_id == project_id,
+                    tasks_table.c.stage_uuid == stage_uuid,
+                    tasks_table.c.status == TaskStatus.COMPLETED.value,
+                )
+            ).scalar_one()
+        )
+
+
+def _thin(points: list[list[float]]) -> list[list[float]]:
+    """At most :data:`_TIMELINE_POINTS` evenly spaced samples, the last one kept."""
+    if len(points) <= _TIMELINE_POINTS:
+        return points
+    step = len(points) / (_TIMELINE_POINTS - 1)
+    return [points[int(i * step)] for i in range(_TIMELINE_POINTS - 1)] + [points[-1]]
+
+
 def run_bench(
     broker_url: str,
     tasks: int,
@@ -110,9 +193,20 @@ def run_bench(
     workers: int = 2,
     max_in_flight: int | None = None,
     store_url: str | None = None,
+    baseline_tasks: int | None = None,
     timeout: float = 600.0,
 ) -> dict[str, Any]:
     """Run both measurements and return the figures (see the module docstring).
+
+    Args:
+        broker_url: the Redis broker both runs use.
+        tasks: tasks the annoflow run pushes through.
+        batch_size: tasks per annoflow message.
+        workers: worker pool processes (both runs).
+        max_in_flight: the producer's limit of unapplied messages (default: about 2,000 tasks' worth).
+        store_url: the store (default: a fresh SQLite file); a PostgreSQL URL works too.
+        baseline_tasks: one-task messages for bare Celery (default: ``tasks``, at most 10,000).
+        timeout: seconds each run may take.
 
     Raises:
         TimeoutError: a run did not finish within ``timeout`` seconds.
@@ -120,6 +214,7 @@ def run_bench(
     tmp = Path(tempfile.mkdtemp(prefix="annoflow-bench-"))
     store_url = store_url or f"sqlite:///{tmp / 'bench.db'}"
     in_flight = max_in_flight or max(4, min(64, 2000 // batch_size))
+    n_baseline = baseline_tasks or min(tasks, 10_000)
     settings = Settings(broker_url=broker_url, home=tmp)
     env = {
         **os.environ,
@@ -132,6 +227,7 @@ def run_bench(
     project = store.create_project(f"bench-{uuid.uuid4().hex[:8]}", parse_workflow(_WORKFLOW, "bench workflow"))
     store.add_data_units(project.id, store.dataset(project.id, "bench"), _units(tasks))
     complete = store.workflow(project.id).stage("Complete").uuid
+    noop = store.workflow(project.id).stage("Noop").uuid
     client = redis.Redis.from_url(broker_url)
     app = make_celery_app(settings, PipelineSettings())
     worker = _spawn(
@@ -153,8 +249,11 @@ def run_bench(
     )
     procs = [worker]
     try:
-        _baseline(app, client, min(tasks, 200), 120)  # warm-up: the worker is up and its children loaded
-        baseline_s = _baseline(app, client, tasks, timeout)
+        _baseline(app, client, min(n_baseline, 200), 120)  # warm-up: the worker is up and its children loaded
+        cpu = _Cpu(client, {"worker": worker.pid})
+        cpu.start()
+        baseline_s = _baseline(app, client, n_baseline, timeout)
+        baseline_cpu = cpu.stop()
         producer = _spawn(
             [
                 "produce",
@@ -172,40 +271,53 @@ def run_bench(
         )
         applier = _spawn(["apply", "--num-retries", "0"], env, tmp / "applier.log")
         procs += [producer, applier]
-        rss = {"producer": 0.0, "applier": 0.0}
+        cpu = _Cpu(client, {"producer": producer.pid, "applier": applier.pid, "worker": worker.pid})
         end = time.monotonic() + timeout
-        # The clock starts at the first claim, not at process start (imports take seconds on a busy machine).
-        while not count_live_leases(store, project.id) and not store.counts(project.id).get(complete):
+        # The clock starts at the first claim, not at process start (imports take seconds on a busy
+        # machine): the producer puts its first batch in the in-flight ledger right after claiming it.
+        ledger_key = f"{LEDGER_PREFIX}:{project.id}:{noop}"
+        while not client.exists(ledger_key) and not _completed(store, project.id, complete):
             if time.monotonic() > end:
                 raise TimeoutError(f"the producer claimed nothing in {timeout}s; logs in {tmp}")
             time.sleep(0.005)
+        cpu.start()
         start = time.perf_counter()
-        while store.counts(project.id).get(complete, {}).get("COMPLETED", 0) < tasks:
+        timeline: list[list[float]] = []
+        done = 0
+        while done < tasks:
             if time.monotonic() > end:
-                raise TimeoutError(f"annoflow did not finish {tasks} tasks in {timeout}s; logs in {tmp}")
-            rss["producer"] = max(rss["producer"], _rss_mb(producer.pid))
-            rss["applier"] = max(rss["applier"], _rss_mb(applier.pid))
-            time.sleep(0.1)
+                raise TimeoutError(f"annoflow finished {done} of {tasks} tasks in {timeout}s; logs in {tmp}")
+            # Counting a million rows costs CPU the pipeline wants: look rarely until the end is near.
+            time.sleep(0.05 if tasks - done < tasks // 20 else min(1.0, 0.1 + tasks / 500_000))
+            done = _completed(store, project.id, complete)
+            at = round(time.perf_counter() - start, 1)
+            timeline.append([at, done, round(_rss_mb(producer.pid), 1), round(_rss_mb(applier.pid), 1)])
         annoflow_s = time.perf_counter() - start
+        annoflow_cpu = cpu.stop()
     finally:
         for proc in reversed(procs):
             _stop(proc)
         store.close()
     annoflow_rate = tasks / annoflow_s
-    baseline_rate = tasks / baseline_s
+    baseline_rate = n_baseline / baseline_s
     return {
         "tasks": tasks,
         "batch_size": batch_size,
         "max_in_flight": in_flight,
         "workers": workers,
         "broker": broker_url,
-        "store": store_url.split("://")[0],
+        "store": store_url.split("://")[0].split("+")[0],
         "annoflow_seconds": round(annoflow_s, 3),
+        "celery_baseline_tasks": n_baseline,
         "celery_baseline_seconds": round(baseline_s, 3),
         "annoflow_tasks_per_s": round(annoflow_rate, 1),
         "celery_baseline_tasks_per_s": round(baseline_rate, 1),
         "ratio": round(annoflow_rate / baseline_rate, 3),
-        "producer_max_rss_mb": round(rss["producer"], 1),
-        "applier_max_rss_mb": round(rss["applier"], 1),
+        "producer_max_rss_mb": max((p[2] for p in timeline), default=0.0),
+        "applier_max_rss_mb": max((p[3] for p in timeline), default=0.0),
+        "annoflow_cpu_s": annoflow_cpu,
+        "celery_baseline_cpu_s": baseline_cpu,
+        "load_average": [round(x, 2) for x in os.getloadavg()],
+        "rss_timeline": {"columns": ["s", "tasks_done", "producer_mb", "applier_mb"], "points": _thin(timeline)},
         "logs": str(tmp),
     }
