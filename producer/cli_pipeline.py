@@ -299,7 +299,13 @@ def bench_pipeline(
     batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Tasks per message")] = 100,
     workers: Annotated[int, typer.Option("--workers", min=1, help="Worker pool processes")] = 2,
     max_in_flight: Annotated[int | None, typer.Option("--max-in-flight", min=1)] = None,
-    store_url: Annotated[str | None, typer.Option("--store-url", help="Default: a fresh SQLite file")] = None,
+    store_url: Annotated[
+        str | None,
+        typer.Option("--store", "--store-url", help="Store URL, e.g. postgresql://... [default: a fresh SQLite file]"),
+    ] = None,
+    baseline_tasks: Annotated[
+        int | None, typer.Option("--baseline-tasks", min=1, help="Bare Celery messages [default: tasks, max 10,000]")
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the figures as JSON")] = False,
 ) -> None:
     """Throughput of the pipeline (no-op handler) against bare Celery (no-op task) on the same Redis broker."""
@@ -311,7 +317,15 @@ def bench_pipeline(
         raise InvalidInputError(
             f"bench pipeline needs a Redis broker, not {url!r}; set ANNOFLOW_BROKER_URL=redis://..."
         )
-    figures = run_bench(url, tasks, batch_size, workers=workers, max_in_flight=max_in_flight, store_url=store_url)
+    figures = run_bench(
+        url,
+        tasks,
+        batch_size,
+        workers=workers,
+        max_in_flight=max_in_flight,
+        store_url=store_url,
+        baseline_tasks=baseline_tasks,
+    )
     if as_json:
         print(json.dumps(figures))
     else:
