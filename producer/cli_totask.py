@@ -60,7 +60,12 @@ def totask_run(
         workers=workers, max_in_flight=max_in_flight, ready_timeout=ready_timeout, stall_timeout=stall_timeout
     )
     progress = Progress(
-        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        disable=as_json,  # --json: stdout is the result alone
     )
     bar: list[TaskID] = []
 
