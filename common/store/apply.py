@@ -103,34 +103,48 @@ def apply_results(
     if not results:
         return outcome
     with store.write() as conn:
-        current = _lock_tasks(conn, store, [str(r.task_uuid) for r in results])
+        current, versions = _lock_tasks(conn, store, [str(r.task_uuid) for r in results])
         flows: dict[str, Workflow] = {}
         writes = _Writes(conn, outcome, num_retries, backoff_s, hold_s)
+        applied: set[str] = set()
         for result in results:
             key = str(result.task_uuid)
             task = current.get(key)
-            why = _stale_reason(task, result)
+            # An accepted result always replaces the lease, so a second one for the
+            # same task in this message no longer matches it: stale, as a redelivery would be.
+            why = _DUPLICATE if key in applied else _stale_reason(task, result)
             if task is None or why:
                 outcome._note(key, "stale", why)
                 continue
             if task.project_id not in flows:
-                version = conn.execute(
-                    select(projects.c.workflow_version).where(projects.c.id == task.project_id)
-                ).scalar_one()
-                flows[task.project_id] = store.workflow(task.project_id, version)
-            # Later results in this message see the task as this one leaves it.
-            current[key] = writes.apply(flows[task.project_id], task, result)
+                flows[task.project_id] = store.workflow(task.project_id, versions[task.project_id])
+            writes.apply(flows[task.project_id], task, result)
+            applied.add(key)
         writes.flush()
     return outcome
 
 
-def _lock_tasks(conn: Connection, store: Store, uuids: list[str]) -> dict[str, TaskRecord]:
-    query = select(tasks).where(tasks.c.uuid.in_(sorted(set(uuids))))
+def _lock_tasks(conn: Connection, store: Store, uuids: list[str]) -> tuple[dict[str, TaskRecord], dict[str, int]]:
+    """The tasks by uuid (locked on PostgreSQL) and their projects' current workflow versions, in one query."""
+    query = (
+        select(tasks, projects.c.workflow_version)
+        .join(projects, projects.c.id == tasks.c.project_id)
+        .where(tasks.c.uuid.in_(sorted(set(uuids))))
+    )
     if not store.is_sqlite:
         # Locked in uuid order so two appliers never deadlock; SQLite's write
         # transaction already excludes every other writer.
-        query = query.order_by(tasks.c.uuid).with_for_update()
-    return {r["uuid"]: TaskRecord.model_validate(dict(r)) for r in conn.execute(query).mappings()}
+        query = query.order_by(tasks.c.uuid).with_for_update(of=tasks)
+    found: dict[str, TaskRecord] = {}
+    versions: dict[str, int] = {}
+    for row in conn.execute(query).mappings():
+        values = dict(row)
+        versions[values["project_id"]] = values.pop("workflow_version")
+        found[values["uuid"]] = TaskRecord.model_validate(values)
+    return found, versions
+
+
+_DUPLICATE = "a second result for this task in the same message (a duplicate)"
 
 
 def _stale_reason(task: TaskRecord | None, result: TaskCompletionResult) -> str:
@@ -154,23 +168,26 @@ class _Writes:
         self.events: list[dict[str, Any]] = []
         self.subtasks: dict[str, list[dict[str, Any]]] = {}
 
-    def apply(self, wf: Workflow, task: TaskRecord, result: TaskCompletionResult) -> TaskRecord:
+    def apply(self, wf: Workflow, task: TaskRecord, result: TaskCompletionResult) -> None:
         stage = wf.stages[task.stage_uuid]
         if not result.success:
-            return self._fail(wf, stage, task, result.error or "the handler failed")
+            self._fail(wf, stage, task, result.error or "the handler failed")
+            return
         try:
             pathway = stage.pathway(str(result.pathway)) if result.pathway is not None else None
             rule = rule_for(StageType.AGENT, Action.PROCEED, task.status, stage.title) if pathway else None
             if result.labels is not None:
                 save_label_row(self.conn, self._label_row(task, result))
         except AnnoflowError as e:  # unknown pathway, labels saved meanwhile: a failed attempt
-            return self._fail(wf, stage, task, str(e))
+            self._fail(wf, stage, task, str(e))
+            return
         extra: dict[str, Any] = {} if result.priority is None else {"priority": result.priority}
         if pathway is None or rule is None:
             self.outcome._note(task.uuid, "applied", "stayed")
-            return self._update(task, {**self._stay_lease(), "attempts": 0, "last_error": None, **extra})
+            self._update(task, {**self._stay_lease(), "attempts": 0, "last_error": None, **extra})
+            return
         self.outcome._note(task.uuid, "applied", f"moved along '{pathway.name}'")
-        return self._move(wf, stage, task, pathway, rule, result.run_id, extra)
+        self._move(wf, stage, task, pathway, rule, result.run_id, extra)
 
     @staticmethod
     def _label_row(task: TaskRecord, result: TaskCompletionResult) -> LabelRow:
@@ -183,12 +200,12 @@ class _Writes:
             version=result.labels.version,
         )
 
-    def _fail(self, wf: Workflow, stage: Stage, task: TaskRecord, error: str) -> TaskRecord:
+    def _fail(self, wf: Workflow, stage: Stage, task: TaskRecord, error: str) -> None:
         # attempts was counted when the task was claimed: attempt 1 is the first try.
         if task.attempts <= self.retries:
             self.outcome._note(task.uuid, "retried", error)
             wait = self.backoff_s * 2 ** max(task.attempts - 1, 0)
-            return self._update(
+            self._update(
                 task,
                 {
                     # A new token: a duplicate of this failed result is stale, not a second failure.
@@ -197,24 +214,26 @@ class _Writes:
                     "last_error": error,
                 },
             )
+            return
         self.outcome._note(task.uuid, "failed", error)
         if stage.on_failure is not None:
             pathway = next(p for p in stage.pathways if p.uuid == stage.on_failure)
             rule = rule_for(StageType.AGENT, Action.PROCEED, task.status, stage.title)
-            return self._move(wf, stage, task, pathway, rule, None, {"last_error": error, "attempts": task.attempts})
-        return self._update(task, {"lease_token": FAILED, "lease_deadline": None, "last_error": error})
+            self._move(wf, stage, task, pathway, rule, None, {"last_error": error, "attempts": task.attempts})
+            return
+        self._update(task, {"lease_token": FAILED, "lease_deadline": None, "last_error": error})
 
     def _move(
         self, wf: Workflow, stage: Stage, task: TaskRecord, pathway: Pathway, rule: Rule,
         run_id: str | None, extra: dict[str, Any],
-    ) -> TaskRecord:  # fmt: skip
+    ) -> None:  # fmt: skip
         plan: MovePlan = plan_move(wf, task, pathway, rule, Action.PROCEED, f"agent:{stage.title}", run_id, extra)
         self.events.append({"project_id": task.project_id, "task_uuid": task.uuid, "at": self.at, **plan.event})
         if plan.subtask_rows:
             self.subtasks[task.uuid] = plan.subtask_rows
         dest = plan.values["stage_uuid"]
         self.outcome.moved[dest] = self.outcome.moved.get(dest, 0) + 1
-        return self._update(task, plan.values)
+        self._update(task, plan.values)
 
     def _stay_lease(self) -> dict[str, Any]:
         if self.hold_s > 0:
@@ -224,15 +243,14 @@ class _Writes:
             }
         return {"lease_token": None, "lease_deadline": None}
 
-    def _update(self, task: TaskRecord, changes: dict[str, Any]) -> TaskRecord:
-        changes = {**changes, "updated_at": self.at, "version": task.version + 1}
-        if "status" in changes:
-            changes["status"] = TaskStatus(changes["status"])
-        after = task.model_copy(update=changes)
-        row = {f"v_{c}": getattr(after, c) for c in TASK_COLUMNS}
-        row["v_status"] = after.status.value
-        self.rows.append({"w_id": task.id, "w_version": task.version, **row})
-        return after
+    def _update(self, task: TaskRecord, changes: dict[str, Any]) -> None:
+        row = {f"v_{c}": changes[c] if c in changes else getattr(task, c) for c in TASK_COLUMNS}
+        row["v_status"] = TaskStatus(row["v_status"]).value
+        row["v_updated_at"] = self.at
+        row["v_version"] = task.version + 1
+        row["w_id"] = task.id
+        row["w_version"] = task.version
+        self.rows.append(row)
 
     def flush(self) -> None:
         """Write the collected task updates, subtasks and events, one statement each."""
