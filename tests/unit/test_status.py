@@ -3,6 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -196,3 +202,40 @@ def test_cli_status_unknown_project_says_how_to_fix(cli_store: Store) -> None:
     result = CliRunner().invoke(cli.app, ["status", "--project", "nope"])
     assert result.exit_code == 2
     assert result.stderr.startswith("error: ") and "'nope'" in result.stderr
+
+
+def test_cli_status_watch_refreshes_until_interrupted(cli_store: Store, tmp_path: Path) -> None:
+    # Given a busy project and `annoflow status --watch` running in its own process, drawing as on a terminal
+    busy_project(cli_store)
+    env = {
+        **os.environ,
+        "ANNOFLOW_HOME": str(tmp_path / "home"),
+        "COLUMNS": "160",
+        "TTY_INTERACTIVE": "1",
+        "TTY_COMPATIBLE": "1",
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "producer", "status", "--watch", "--interval", "0.2"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    chunks: list[bytes] = []
+    reader = threading.Thread(target=lambda: chunks.extend(iter(lambda: proc.stdout.read1(4096), b"")), daemon=True)  # type: ignore[union-attr]
+    reader.start()
+    try:
+        # When it has redrawn the view a few times and then gets Ctrl-C
+        deadline = time.monotonic() + 30
+        while b"".join(chunks).count(b"stages of pipe") < 3 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=10)
+        reader.join(5)
+    finally:
+        proc.kill()
+
+    # Then it had redrawn the live view, and stops cleanly
+    out = b"".join(chunks).decode(errors="replace")
+    assert out.count("stages of pipe") >= 3, out
+    assert "Prelabel_Faces" in out
+    assert proc.returncode == 0, out
