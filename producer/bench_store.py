@@ -90,14 +90,12 @@ def _timed_ms(fn: Callable[[], object], repeat: int) -> tuple[float, float]:
     return round(times[0], 3), round(statistics.median(rest), 3)
 
 
-def _query_plan(store: Store, project_id: str, stage_uuid: str, filters: dict[str, Any]) -> str:
+def _query_plan(store: Store, project_id: str, stage_uuid: str | None, filters: dict[str, Any]) -> str:
     where, _ = compile_filters(filters)
-    query = (
-        tasks.select()
-        .where(tasks.c.project_id == project_id, tasks.c.id > 0, tasks.c.stage_uuid == stage_uuid, where)
-        .order_by(tasks.c.id)
-        .limit(_PAGE)
-    )
+    query = tasks.select().where(tasks.c.project_id == project_id, tasks.c.id > 0, where)
+    if stage_uuid is not None:
+        query = query.where(tasks.c.stage_uuid == stage_uuid)
+    query = query.order_by(tasks.c.id).limit(_PAGE)
     compiled = query.compile(store.engine, compile_kwargs={"literal_binds": True})
     with store.read() as conn:
         rows = conn.execute(text(f"EXPLAIN QUERY PLAN {compiled}")).all()
@@ -106,7 +104,8 @@ def _query_plan(store: Store, project_id: str, stage_uuid: str, filters: dict[st
 
 def _listing_figures(store: Store, project_id: str, wf: Workflow) -> dict[str, Any]:
     annotate, review = wf.stage("Annotate").uuid, wf.stage("Review").uuid
-    cases: dict[str, tuple[str, dict[str, Any]]] = {
+    cases: dict[str, tuple[str | None, dict[str, Any]]] = {
+        "whole_project": (None, {}),
         "big_stage_status_new": (annotate, {"status__in": ["NEW"]}),
         "big_stage_any_status": (annotate, {}),
         "big_stage_new_or_reopened": (annotate, {"status__in": ["NEW", "REOPENED"]}),
@@ -116,7 +115,7 @@ def _listing_figures(store: Store, project_id: str, wf: Workflow) -> dict[str, A
     out: dict[str, Any] = {}
     for name, (stage, filters) in cases.items():
 
-        def page(stage: str = stage, filters: dict[str, Any] = filters) -> list[Any]:
+        def page(stage: str | None = stage, filters: dict[str, Any] = filters) -> list[Any]:
             return list(islice(store.iter_tasks(project_id, stage, filters, page_size=_PAGE), _PAGE))
 
         first, median = _timed_ms(page, repeat=6)

@@ -292,6 +292,7 @@ def test_bench_store_small(env: dict[str, str], tmp_path: Path) -> None:
     page = figures["first_page"]["big_stage_status_new"]
     assert page["rows"] == 50 and "ix_tasks_project_stage_status" in page["plan"]
     assert "ix_tasks_project_stage_id" in figures["first_page"]["big_stage_any_status"]["plan"]
+    assert "ix_tasks_project_id" in figures["first_page"]["whole_project"]["plan"]
     assert figures["iterate_all"]["tasks"] == 300
     # And it refuses to reuse a database file
     assert "needs a fresh file" in error_of(
