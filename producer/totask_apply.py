@@ -18,7 +18,7 @@ from kombu.message import Message
 from common.models import TaskCompletionResult
 from common.store import Store
 from common.store.apply import apply_results
-from common.store.totask_runs import TaskFailure, mark_applied, record_failures
+from common.store.totask_runs import TaskFailure, apply_labels_fast, mark_applied, record_failures
 from common.totask.queues import TotaskResults
 
 __all__ = ["InFlight", "RunApplier", "RunCounts"]
@@ -91,15 +91,19 @@ class RunApplier:
         failures = [
             self._failure(waiting, r, r.error or "the worker gave no reason") for r in batch.results if not r.success
         ]
-        outcome = apply_results(self.store, successes, num_retries=0, hold_s=0.0)
-        by_uuid = {str(r.task_uuid): r for r in successes}
         applied = []
-        for note in outcome.notes:
-            if note.outcome == "applied":
-                applied.append(waiting.tasks[note.task_uuid][0])
-            else:  # a label row saved meanwhile, or the task moved or released by a person
-                reason = f"labels not written: {note.detail}; run again for this task"
-                failures.append(self._failure(waiting, by_uuid[note.task_uuid], reason))
+        fast = apply_labels_fast(self.store, successes)
+        if fast is not None:
+            applied = [waiting.tasks[u][0] for u in fast]
+        else:  # something changed under the run: decide result by result
+            outcome = apply_results(self.store, successes, num_retries=0, hold_s=0.0)
+            by_uuid = {str(r.task_uuid): r for r in successes}
+            for note in outcome.notes:
+                if note.outcome == "applied":
+                    applied.append(waiting.tasks[note.task_uuid][0])
+                else:  # a label row saved meanwhile, or the task moved or released by a person
+                    reason = f"labels not written: {note.detail}; run again for this task"
+                    failures.append(self._failure(waiting, by_uuid[note.task_uuid], reason))
         answered = {str(r.task_uuid) for r in batch.results}
         for task_uuid, (_, title) in waiting.tasks.items():
             if task_uuid not in answered:

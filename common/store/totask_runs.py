@@ -14,9 +14,10 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import String, and_, cast, delete, func, insert, literal, or_, select, update
+from sqlalchemy import String, and_, bindparam, cast, delete, func, insert, literal, or_, select, update
+from sqlalchemy.exc import IntegrityError
 
-from common.models import TaskSpec
+from common.models import TaskCompletionResult, TaskSpec
 from common.store.filters import compile_filters
 from common.store.leases import FAILED
 from common.store.lifecycle import now
@@ -27,6 +28,7 @@ from common.store.store import Store
 __all__ = [
     "FailureRecord",
     "TaskFailure",
+    "apply_labels_fast",
     "claim_by_ids",
     "count_tasks",
     "drop_backup",
@@ -235,3 +237,82 @@ def list_failures(store: Store, run_id: str, limit: int = 100) -> tuple[int, lis
             .limit(limit)
         ).all()
     return total, [FailureRecord(t, d, e, a) for t, d, e, a in rows]
+
+
+def apply_labels_fast(store: Store, results: Sequence[TaskCompletionResult]) -> list[str] | None:
+    """Write successful ToTask results in a few statements; return the applied task uuids.
+
+    The common case of a run: every task still holds the result's lease and every label
+    row still has the version the worker merged into. Then the rows are inserted or
+    updated with one executemany each, and the leases cleared with one more (the task
+    stays in its stage). If anything differs (a lease lost, a row saved meanwhile),
+    nothing is written and None is returned: the caller applies the message through
+    :func:`common.store.apply.apply_results`, which decides result by result.
+    """
+    if not results or any(r.labels is None or r.lease_token is None for r in results):
+        return None if results else []
+    at = now()
+    try:
+        with store.write() as conn:
+            query = select(
+                tasks.c.id, tasks.c.uuid, tasks.c.project_id, tasks.c.data_hash, tasks.c.label_branch,
+                tasks.c.lease_token, tasks.c.version,
+            ).where(tasks.c.uuid.in_([str(r.task_uuid) for r in results]))  # fmt: skip
+            if not store.is_sqlite:
+                query = query.order_by(tasks.c.uuid).with_for_update()
+            current = {row.uuid: row for row in conn.execute(query)}
+            inserts: list[dict[str, Any]] = []
+            updates: list[dict[str, Any]] = []
+            task_rows: list[dict[str, Any]] = []
+            for r in results:
+                task = current.get(str(r.task_uuid))
+                assert r.labels is not None
+                if task is None or task.lease_token != r.lease_token or r.labels.branch != task.label_branch:
+                    raise _Mismatch
+                key = {"p": task.project_id, "h": task.data_hash, "b": task.label_branch, "objects": r.labels.objects}
+                if r.labels.version == 0:
+                    inserts.append(key)
+                else:
+                    updates.append({**key, "v": r.labels.version})
+                task_rows.append({"w_id": task.id, "w_token": r.lease_token})
+            if inserts:
+                conn.execute(
+                    insert(label_rows),
+                    [
+                        {"project_id": k["p"], "data_hash": k["h"], "branch": k["b"], "objects": k["objects"],
+                         "version": 1, "updated_at": at}
+                        for k in inserts
+                    ],
+                )  # fmt: skip
+            if updates:
+                done = conn.execute(
+                    update(label_rows)
+                    .where(
+                        label_rows.c.project_id == bindparam("p"),
+                        label_rows.c.data_hash == bindparam("h"),
+                        label_rows.c.branch == bindparam("b"),
+                        label_rows.c.version == bindparam("v"),
+                    )
+                    .values(objects=bindparam("objects"), version=label_rows.c.version + 1, updated_at=at),
+                    updates,
+                )
+                if done.rowcount != len(updates):
+                    raise _Mismatch
+            done = conn.execute(
+                update(tasks)
+                .where(tasks.c.id == bindparam("w_id"), tasks.c.lease_token == bindparam("w_token"))
+                .values(
+                    lease_token=None, lease_deadline=None, attempts=0, last_error=None,
+                    version=tasks.c.version + 1, updated_at=at,
+                ),
+                task_rows,
+            )  # fmt: skip
+            if done.rowcount != len(task_rows):
+                raise _Mismatch
+    except (_Mismatch, IntegrityError):
+        return None  # rolled back; the per-result path sorts it out
+    return [str(r.task_uuid) for r in results]
+
+
+class _Mismatch(Exception):
+    """A result does not fit the fast path; the transaction is rolled back."""
