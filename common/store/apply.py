@@ -27,16 +27,16 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any, Literal
 
-from sqlalchemy import Connection, delete, insert, select
+from sqlalchemy import Connection, delete, insert
 
 from common.enums import Action, StageType, TaskStatus
 from common.errors import AnnoflowError, ConflictError
 from common.models import TaskCompletionResult
-from common.store.bulk import TASK_COLUMNS, insert_events, update_tasks
+from common.store.bulk import TASK_COLUMNS, insert_events, lock_tasks, update_tasks
 from common.store.leases import FAILED, HOLD_PREFIX, RETRY_PREFIX
 from common.store.lifecycle import MovePlan, now, plan_move
 from common.store.records import LabelRow, TaskRecord
-from common.store.schema import projects, subtasks, tasks
+from common.store.schema import subtasks
 from common.store.store import Store, save_label_row
 from common.transitions import Rule, rule_for
 from common.workflow import Pathway, Stage, Workflow
@@ -103,7 +103,7 @@ def apply_results(
     if not results:
         return outcome
     with store.write() as conn:
-        current, versions = _lock_tasks(conn, store, [str(r.task_uuid) for r in results])
+        current, versions = lock_tasks(conn, [str(r.task_uuid) for r in results])
         flows: dict[str, Workflow] = {}
         writes = _Writes(conn, outcome, num_retries, backoff_s, hold_s)
         applied: set[str] = set()
@@ -122,26 +122,6 @@ def apply_results(
             applied.add(key)
         writes.flush()
     return outcome
-
-
-def _lock_tasks(conn: Connection, store: Store, uuids: list[str]) -> tuple[dict[str, TaskRecord], dict[str, int]]:
-    """The tasks by uuid (locked on PostgreSQL) and their projects' current workflow versions, in one query."""
-    query = (
-        select(tasks, projects.c.workflow_version)
-        .join(projects, projects.c.id == tasks.c.project_id)
-        .where(tasks.c.uuid.in_(sorted(set(uuids))))
-    )
-    if not store.is_sqlite:
-        # Locked in uuid order so two appliers never deadlock; SQLite's write
-        # transaction already excludes every other writer.
-        query = query.order_by(tasks.c.uuid).with_for_update(of=tasks)
-    found: dict[str, TaskRecord] = {}
-    versions: dict[str, int] = {}
-    for row in conn.execute(query).mappings():
-        values = dict(row)
-        versions[values["project_id"]] = values.pop("workflow_version")
-        found[values["uuid"]] = TaskRecord.model_validate(values)
-    return found, versions
 
 
 _DUPLICATE = "a second result for this task in the same message (a duplicate)"

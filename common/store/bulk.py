@@ -18,11 +18,12 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-from sqlalchemy import Column, Connection, DateTime, text
+from sqlalchemy import Column, Connection, DateTime, select, text
 
-from common.store.schema import events, tasks
+from common.store.records import TaskRecord
+from common.store.schema import events, projects, tasks
 
-__all__ = ["TASK_COLUMNS", "insert_events", "update_tasks"]
+__all__ = ["TASK_COLUMNS", "insert_events", "lock_tasks", "update_tasks"]
 
 # The task columns a result may change; every update row sets all of them.
 TASK_COLUMNS = (
@@ -82,6 +83,48 @@ def _columns(
         for column, key in zip(table_columns, keys, strict=True)
     ]
     return list(zip(*converted, strict=True))
+
+
+def lock_tasks(conn: Connection, uuids: list[str]) -> tuple[dict[str, TaskRecord], dict[str, int]]:
+    """Read (on PostgreSQL: lock) the tasks by uuid, with their projects' current workflow versions.
+
+    One query. SQLite reads through the driver: its write transaction already
+    excludes every other writer, and pydantic parses the stored timestamps
+    into the same values SQLAlchemy would, for less than half the cost.
+
+    Returns:
+        The tasks found, by uuid, and the workflow version of each of their projects.
+    """
+    wanted = sorted(set(uuids))
+    if conn.dialect.name == "sqlite":
+        rows: Any = conn.exec_driver_sql(_sqlite_lock(len(wanted)), tuple(wanted))
+    else:
+        # Locked in uuid order so two appliers never deadlock.
+        rows = conn.execute(
+            select(*tasks.c, projects.c.workflow_version)
+            .join(projects, projects.c.id == tasks.c.project_id)
+            .where(tasks.c.uuid.in_(wanted))
+            .order_by(tasks.c.uuid)
+            .with_for_update(of=tasks)
+        )
+    found: dict[str, TaskRecord] = {}
+    versions: dict[str, int] = {}
+    for row in rows:
+        values = dict(zip(_TASK_KEYS, row, strict=False))
+        versions[values["project_id"]] = row[-1]
+        found[values["uuid"]] = TaskRecord.model_validate(values)
+    return found, versions
+
+
+_TASK_KEYS = list(tasks.c.keys())
+
+
+def _sqlite_lock(n: int) -> str:
+    return (
+        f"SELECT {', '.join(f'{tasks.name}.{k}' for k in _TASK_KEYS)}, {projects.name}.workflow_version "
+        f"FROM {tasks.name} JOIN {projects.name} ON {projects.name}.id = {tasks.name}.project_id "
+        f"WHERE {tasks.name}.uuid IN ({', '.join('?' * n)})"
+    )
 
 
 def update_tasks(conn: Connection, rows: list[dict[str, Any]]) -> int:
