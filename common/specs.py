@@ -10,12 +10,13 @@ from collections.abc import Iterable
 from typing import Any
 from uuid import UUID
 
+from pydantic import TypeAdapter
 from sqlalchemy import select
 
 from common.errors import InvalidInputError
 from common.models import LabelPayload, TaskSpec, WorkKind
-from common.store.records import DataUnit, ProjectRecord, TaskRecord
-from common.store.schema import label_rows
+from common.store.records import ProjectRecord, TaskRecord
+from common.store.schema import data_units, label_rows
 from common.store.store import Store
 from common.workflow import Stage
 
@@ -77,10 +78,20 @@ def build_specs(
     """
     if not tasks:
         return []
-    units: dict[str, DataUnit] = store.get_data_units({t.data_hash for t in tasks})
+    units = _unit_files(store, {t.data_hash for t in tasks})
     labels = fetch_labels(store, project.id, ((t.data_hash, t.label_branch) for t in tasks)) if include_labels else {}
-    pathways = pathway_map(stage)
-    specs = []
+    # What every spec of the batch shares, converted once.
+    shared: dict[str, Any] = {
+        "project_uuid": project.id,
+        "project_name": project.name,
+        "stage_uuid": stage.uuid,
+        "stage_title": stage.title,
+        "pathways": {p.name: p.uuid for p in stage.pathways},
+        "kind": kind,
+        "run_id": run_id,
+        "params": params or {},
+    }
+    values = []
     for task in tasks:
         if task.lease_token is None:
             raise InvalidInputError(
@@ -93,31 +104,41 @@ def build_specs(
                 f"task {task.uuid} refers to data unit {task.data_hash}, which is not in the store; "
                 "re-import the data unit or delete the task"
             )
-        specs.append(
-            TaskSpec(
-                uuid=UUID(task.uuid),
-                data_hash=UUID(task.data_hash),
-                data_title=task.data_title,
-                label_branch_name=task.label_branch,
-                status=task.status.value,
-                assignee=task.assignee,
-                created_at=task.created_at,
-                updated_at=task.updated_at,
-                last_actioned_by=task.last_actioned_by,
-                project_uuid=project.id,
-                project_name=project.name,
-                stage_uuid=UUID(stage.uuid),
-                stage_title=stage.title,
-                pathways=pathways,
-                kind=kind,
-                lease_token=task.lease_token,
-                attempt=task.attempts,
-                priority=task.priority,
-                files=dict(unit.files),
-                meta=dict(unit.meta),
-                labels=labels.get((task.data_hash, task.label_branch)),
-                run_id=run_id,
-                params=dict(params or {}),
-            )
+        label = labels.get((task.data_hash, task.label_branch))
+        values.append(
+            {
+                **shared,
+                "uuid": task.uuid,
+                "data_hash": task.data_hash,
+                "data_title": task.data_title,
+                "label_branch_name": task.label_branch,
+                "status": task.status.value,
+                "assignee": task.assignee,
+                "created_at": task.created_at,
+                "updated_at": task.updated_at,
+                "last_actioned_by": task.last_actioned_by,
+                "lease_token": task.lease_token,
+                "attempt": task.attempts,
+                "priority": task.priority,
+                "files": unit[0],
+                "meta": unit[1],
+                "labels": label,
+            }
         )
-    return specs
+    # One validation call for the batch; the UUID strings and the files' plain
+    # dicts are checked in pydantic's core instead of being built in Python first.
+    return _SPECS.validate_python(values)
+
+
+_SPECS = TypeAdapter(list[TaskSpec])
+
+
+def _unit_files(store: Store, hashes: set[str]) -> dict[str, tuple[Any, Any]]:
+    """``(files, meta)`` of each data unit, as plain JSON values (validated as the spec is built)."""
+    with store.read() as conn:
+        rows = conn.execute(
+            select(data_units.c.data_hash, data_units.c.files, data_units.c.meta).where(
+                data_units.c.data_hash.in_(list(hashes))
+            )
+        ).all()
+    return {h: (files, meta) for h, files, meta in rows}
