@@ -145,6 +145,9 @@ tasks = Table(
     Index("ix_tasks_data_hash", "data_hash"),
     UniqueConstraint("project_id", "data_hash", name="uq_task_data_unit"),
 )
+# The producer claims a stage's tasks highest priority first, then oldest: walking
+# this index finds them without sorting the whole stage on every claim (migration 0006).
+Index("ix_tasks_claim_order", tasks.c.project_id, tasks.c.stage_uuid, tasks.c.priority.desc(), tasks.c.id)
 
 subtasks = Table(
     "subtasks",
