@@ -2,8 +2,8 @@
 
 JSON only (``accept_content=["json"]``), late acks, a lost worker's message is
 put back, prefetch of one batch per child (a batch is already many tasks), soft
-and hard time limits below the broker's visibility timeout, and task events on
-so Flower can watch. Each agent stage gets its own queue and a task name that
+and hard time limits below the broker's visibility timeout, and worker task
+events on so Flower can watch. Each agent stage gets its own queue and a task name that
 reads well in Flower::
 
     queue  annoflow.<project>.<stage>          e.g. annoflow.apples.pre-label
@@ -150,7 +150,10 @@ def make_celery_app(settings: Settings, pipeline: PipelineSettings, name: str = 
         broker_transport_options=transport_options(settings, pipeline),
         broker_connection_retry_on_startup=True,
         worker_send_task_events=True,
-        task_send_sent_event=True,
+        # Flower follows the workers' received/started/succeeded events. A "sent"
+        # event per message would be one more Redis publish for every batch the
+        # producer sends (half its round trips at --task-batch-size 1).
+        task_send_sent_event=False,
         task_create_missing_queues=True,
         task_default_queue="annoflow.default",
         worker_hijack_root_logger=False,
