@@ -28,6 +28,8 @@ class Ledger(Protocol):
 
     def add(self, project_id: str, stage_uuid: str, batch_id: str, deadline: float) -> None: ...
 
+    def add_many(self, project_id: str, stage_uuid: str, batch_ids: list[str], deadline: float) -> None: ...
+
     def remove(self, project_id: str, stage_uuid: str, batch_id: str) -> None: ...
 
     def count(self, project_id: str, stage_uuid: str) -> int: ...
@@ -47,6 +49,11 @@ class RedisLedger:
 
     def add(self, project_id: str, stage_uuid: str, batch_id: str, deadline: float) -> None:
         self.client.zadd(self._key(project_id, stage_uuid), {batch_id: deadline})
+
+    def add_many(self, project_id: str, stage_uuid: str, batch_ids: list[str], deadline: float) -> None:
+        # One round trip for every batch of a fill.
+        if batch_ids:
+            self.client.zadd(self._key(project_id, stage_uuid), dict.fromkeys(batch_ids, deadline))
 
     def remove(self, project_id: str, stage_uuid: str, batch_id: str) -> None:
         self.client.zrem(self._key(project_id, stage_uuid), batch_id)
@@ -76,6 +83,10 @@ class FileLedger:
         path = folder / batch_id
         path.touch()
         os.utime(path, (deadline, deadline))
+
+    def add_many(self, project_id: str, stage_uuid: str, batch_ids: list[str], deadline: float) -> None:
+        for batch_id in batch_ids:
+            self.add(project_id, stage_uuid, batch_id, deadline)
 
     def remove(self, project_id: str, stage_uuid: str, batch_id: str) -> None:
         (self._dir(project_id, stage_uuid) / batch_id).unlink(missing_ok=True)

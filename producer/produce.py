@@ -140,6 +140,8 @@ class Producer:
         self.lease_seconds = lease_seconds
         self.max_tasks_per_stage = max_tasks_per_stage
         self.observer = observer  # /metrics: enumerate latency and tasks published
+        # Refill a stage once this many of its batches are applied (see _fill).
+        self._refill = max(1, max_in_flight // 4)
         self.stats = ProduceStats()
         self.stop = threading.Event()
 
@@ -176,10 +178,16 @@ class Producer:
         return self.stats
 
     def _fill(self, plan: StagePlan, publisher: Any) -> int:
-        """Publish batches for one stage until its in-flight limit; return the tasks published."""
+        """Publish batches for one stage until its in-flight limit; return the tasks published.
+
+        While batches are in flight, it waits until a quarter of the limit is
+        free: one claim then fills several batches at once, instead of one
+        claim, one data-unit query and one ledger write per applied batch.
+        """
         uuid_ = plan.stage.uuid
-        room = self.max_in_flight - self.ledger.count(self.project.id, uuid_)
-        if room <= 0 or self.stop.is_set():
+        in_flight = self.ledger.count(self.project.id, uuid_)
+        room = self.max_in_flight - in_flight
+        if room <= 0 or (in_flight and room < self._refill) or self.stop.is_set():
             return 0
         want = room * self.batch_size
         if self.max_tasks_per_stage is not None:
@@ -193,27 +201,34 @@ class Producer:
         specs = build_specs(self.store, self.project, plan.stage, claimed, include_labels=plan.include_labels)
         deadline = min(t.lease_deadline for t in claimed if t.lease_deadline is not None)
         queue = make_queue(plan.queue)
-        for start in range(0, len(specs), self.batch_size):
-            chunk = [s.model_dump_json() for s in specs[start : start + self.batch_size]]
-            self._publish(plan, queue, chunk, deadline, publisher)
+        chunks = [
+            [s.model_dump_json() for s in specs[start : start + self.batch_size]]
+            for start in range(0, len(specs), self.batch_size)
+        ]
+        headers = [self._header(plan, len(chunk), deadline) for chunk in chunks]
+        # Into the ledger first (all batches of this fill in one write): the
+        # applier may finish a batch before its publish returns.
+        self.ledger.add_many(self.project.id, uuid_, [h.batch_id for h in headers], deadline.timestamp())
+        for header, chunk in zip(headers, chunks, strict=True):
+            self._publish(plan, queue, header, chunk, publisher)
         self.stats.tasks[uuid_] = self.stats.tasks.get(uuid_, 0) + len(specs)
         if self.observer is not None:
             self.observer.enumerated(self.project.name, plan.stage.title, len(specs), time.perf_counter() - started)
         return len(specs)
 
-    def _publish(self, plan: StagePlan, queue: Any, chunk: list[str], deadline: datetime, publisher: Any) -> None:
-        header = BatchHeader(
+    def _header(self, plan: StagePlan, size: int, deadline: datetime) -> BatchHeader:
+        return BatchHeader(
             batch_id=uuid.uuid4().hex,
             project_id=self.project.id,
             project_name=self.project.name,
             stage_uuid=plan.stage.uuid,
             stage_key=plan.stage_key,
-            size=len(chunk),
+            size=size,
             published_at=datetime.now(UTC),
             deadline=deadline,
         )
-        # Into the ledger first: the applier may finish the batch before publish returns.
-        self.ledger.add(self.project.id, plan.stage.uuid, header.batch_id, deadline.timestamp())
+
+    def _publish(self, plan: StagePlan, queue: Any, header: BatchHeader, chunk: list[str], publisher: Any) -> None:
         self.app.send_task(
             plan.task_name,
             args=[header.model_dump(mode="json"), chunk],
