@@ -10,12 +10,11 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from producer.bench_store import bench_store
-from producer.cli import app, console
+from producer.cli import console, group
 
 __all__ = ["bench_app"]
 
-bench_app = typer.Typer(help="Measure annoflow on this machine; prints figures, asserts nothing.", no_args_is_help=True)
-app.add_typer(bench_app, name="bench")
+bench_app = group("bench", "Measure annoflow on this machine; prints figures, asserts nothing.")
 
 
 @bench_app.command("store")

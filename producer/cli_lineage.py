@@ -13,23 +13,13 @@ from common.errors import InvalidInputError
 from common.lineage import FORMATS, Scope, lineage_graph, render
 from common.versions import create_version, diff_versions, list_versions, restore_version
 from common.versions.bench import bench_versions
-from producer.cli import app, console, open_store, settings
+from producer.cli import app, console, group, open_store, settings
 
 __all__ = ["version_app"]
 
 
-def _group(name: str, help_text: str) -> typer.Typer:
-    """The root app's command group ``name``, created if no other module made it yet."""
-    for info in app.registered_groups:
-        if info.name == name and info.typer_instance is not None:
-            return info.typer_instance
-    sub = typer.Typer(help=help_text, no_args_is_help=True)
-    app.add_typer(sub, name=name)
-    return sub
-
-
-version_app = _group("version", "Save, list, compare and restore versions of a project's labels.")
-bench_app = _group("bench", "Benchmarks that print JSON figures.")
+version_app = group("version", "Save, list, compare and restore versions of a project's labels.")
+bench_app = group("bench", "Benchmarks that print JSON figures.")
 
 ProjectOpt = Annotated[str, typer.Option("--project", help="Project name or id.")]
 

@@ -19,7 +19,7 @@ from common.enums import StageType
 from common.loader import load_runner
 from common.store import Store
 from common.store.leases import list_failed, release_failed
-from producer.cli import app, console, open_store, settings
+from producer.cli import app, console, group, open_store, settings
 
 if TYPE_CHECKING:
     from producer.embedded import RunSummary
@@ -35,16 +35,6 @@ RefreshOpt = Annotated[
 ]
 RetriesOpt = Annotated[int, typer.Option("--num-retries", min=0, help="Retries of a failed task before it is failed")]
 LeaseOpt = Annotated[float, typer.Option("--lease-seconds", min=1, help="Seconds a claim holds before re-publishing")]
-
-
-def group(name: str, help_text: str) -> typer.Typer:
-    """The root app's command group ``name``, created if no other module made it yet."""
-    for info in app.registered_groups:
-        if info.name == name and info.typer_instance is not None:
-            return info.typer_instance
-    sub = typer.Typer(help=help_text, no_args_is_help=True)
-    app.add_typer(sub, name=name)
-    return sub
 
 
 tasks_app = group("tasks", "List and act on tasks.")

@@ -12,16 +12,14 @@ from common.enums import Action, StageType, TaskStatus
 from common.errors import InvalidInputError, NotFoundError
 from common.store import ActionRequest, Store, TaskRecord, compile_filters
 from common.store.filters import UNSET, named_filters
-from producer.cli import app, console, err_console, settings
+from producer.cli import app, console, err_console, group, settings
 from producer.cli_project import store_session
 from producer.render import counts_table, task_dict, task_line, tasks_table
 
 __all__ = ["task_app", "tasks_app"]
 
-tasks_app = typer.Typer(help="Find tasks.", no_args_is_help=True)
-task_app = typer.Typer(help="Act on one task: assign, submit, approve, ...", no_args_is_help=True)
-app.add_typer(tasks_app, name="tasks")
-app.add_typer(task_app, name="task")
+tasks_app = group("tasks", "Find tasks.")
+task_app = group("task", "Act on one task: assign, submit, approve, ...")
 
 _PAGE = 1000
 _FREE = (TaskStatus.NEW, TaskStatus.RELEASED, TaskStatus.REOPENED, TaskStatus.SKIPPED)

@@ -13,24 +13,14 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from producer.cli import app, console, open_store, settings
+from producer.cli import console, group, open_store, settings
 
 __all__ = ["runs_app", "totask_app"]
 
 
-def _group(name: str, help_text: str) -> typer.Typer:
-    """The root app's command group ``name``, created if no other module made it yet."""
-    for info in app.registered_groups:
-        if info.name == name and info.typer_instance is not None:
-            return info.typer_instance
-    sub = typer.Typer(help=help_text, no_args_is_help=True)
-    app.add_typer(sub, name=name)
-    return sub
-
-
-totask_app = _group("totask", "ToTask pre-annotation runs: from annotation files or model inference.")
-runs_app = _group("runs", "Runs (ToTask and others): parameters, metrics, per-task failures.")
-bench_app = _group("bench", "Benchmarks that print JSON figures.")
+totask_app = group("totask", "ToTask pre-annotation runs: from annotation files or model inference.")
+runs_app = group("runs", "Runs (ToTask and others): parameters, metrics, per-task failures.")
+bench_app = group("bench", "Benchmarks that print JSON figures.")
 
 
 @totask_app.command("run")
