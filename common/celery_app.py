@@ -27,6 +27,7 @@ from kombu.entity import Exchange, Queue
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from common.redis_transport import TRANSPORT
 from common.settings import Settings
 
 __all__ = [
@@ -36,6 +37,7 @@ __all__ = [
     "broker_url",
     "make_celery_app",
     "make_queue",
+    "redis_transport",
     "stage_queue_name",
     "stage_task_name",
     "transport_options",
@@ -120,6 +122,14 @@ def transport_options(settings: Settings, pipeline: PipelineSettings) -> dict[st
     return {"visibility_timeout": pipeline.visibility_timeout}
 
 
+def redis_transport(url: str) -> str | None:
+    """The kombu transport for ``url``: annoflow's Redis transport for ``redis://``, else the URL's own.
+
+    It keeps one Redis client per channel (see :mod:`common.redis_transport`).
+    """
+    return TRANSPORT if url.startswith("redis://") else None
+
+
 def make_celery_app(settings: Settings, pipeline: PipelineSettings, name: str = "annoflow") -> Celery:
     """Build the Celery app for this deployment.
 
@@ -131,8 +141,10 @@ def make_celery_app(settings: Settings, pipeline: PipelineSettings, name: str = 
     Returns:
         An app that is not the process's current app, so tests can build several.
     """
-    app = Celery(name, broker=broker_url(settings), set_as_current=False)
+    url = broker_url(settings)
+    app = Celery(name, broker=url, set_as_current=False)
     app.conf.update(
+        broker_transport=redis_transport(url),
         task_serializer="json",
         result_serializer="json",
         event_serializer="json",
