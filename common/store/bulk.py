@@ -61,6 +61,16 @@ _SQLITE_EVENTS = f"INSERT INTO {events.name} ({', '.join(_EVENT_TYPES)}) VALUES 
 
 def _converter(conn: Connection, column: Column[Any]) -> Callable[[list[Any]], list[Any]]:
     """Convert one column's values for the driver the way SQLAlchemy would (a no-op when it would not)."""
+    key = (conn.dialect.name, column.table.name, column.name)
+    if key not in _CONVERTERS:
+        _CONVERTERS[key] = _make_converter(conn, column)
+    return _CONVERTERS[key]
+
+
+_CONVERTERS: dict[tuple[str, str, str], Callable[[list[Any]], list[Any]]] = {}
+
+
+def _make_converter(conn: Connection, column: Column[Any]) -> Callable[[list[Any]], list[Any]]:
     proc = column.type._cached_bind_processor(conn.dialect)
     if proc is None:
         return lambda values: values
