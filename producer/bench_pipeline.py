@@ -212,6 +212,7 @@ def run_bench(
         TimeoutError: a run did not finish within ``timeout`` seconds.
     """
     tmp = Path(tempfile.mkdtemp(prefix="annoflow-bench-"))
+    own_store = store_url is None
     store_url = store_url or f"sqlite:///{tmp / 'bench.db'}"
     in_flight = max_in_flight or max(4, min(64, 2000 // batch_size))
     n_baseline = baseline_tasks or min(tasks, 10_000)
@@ -298,6 +299,10 @@ def run_bench(
         for proc in reversed(procs):
             _stop(proc)
         store.close()
+        if own_store:
+            # A million tasks leave a 1.6 GB SQLite file; the logs stay for a look.
+            for path in tmp.glob("bench.db*"):
+                path.unlink()
     annoflow_rate = tasks / annoflow_s
     baseline_rate = n_baseline / baseline_s
     return {
