@@ -173,3 +173,25 @@ def make_celery_app(settings: Settings, pipeline: PipelineSettings, name: str = 
         worker_disable_rate_limits=True,
     )
     return app
+
+
+def run_worker(app: Celery, queues: list[str], *, concurrency: int, pool: str, loglevel: str, hostname: str) -> None:
+    """Consume ``queues`` with ``app`` until the worker is stopped (SIGTERM: finish batches, exit)."""
+    app.worker_main(
+        argv=[
+            "worker",
+            "--queues",
+            ",".join(queues),
+            "--concurrency",
+            str(concurrency),
+            "--pool",
+            pool,
+            "--loglevel",
+            loglevel,
+            "--hostname",
+            hostname,
+            # Mingle and gossip only slow the start; Flower follows task events.
+            "--without-mingle",
+            "--without-gossip",
+        ]
+    )

@@ -6,7 +6,7 @@ import logging
 import os
 import socket
 
-from common.celery_app import PipelineSettings, make_celery_app, stage_queue_name
+from common.celery_app import PipelineSettings, make_celery_app, run_worker, stage_queue_name
 from common.errors import InvalidInputError
 from common.loader import StageInfo, probe_runner
 from common.settings import Settings
@@ -66,20 +66,4 @@ def start_worker(
     wanted = queues or [stage_queue_name(project, s.stage_key) for s in stages]
     log.info("worker for %s: tasks %s on queues %s", ref, ", ".join(names), ", ".join(wanted))
     node = hostname or f"annoflow-{os.getpid()}@{socket.gethostname()}"
-    argv = [
-        "worker",
-        "--queues",
-        ",".join(wanted),
-        "--concurrency",
-        str(concurrency),
-        "--pool",
-        pool,
-        "--loglevel",
-        loglevel,
-        "--hostname",
-        node,
-        # Mingle and gossip only slow the start; Flower follows task events.
-        "--without-mingle",
-        "--without-gossip",
-    ]
-    app.worker_main(argv=argv)
+    run_worker(app, wanted, concurrency=concurrency, pool=pool, loglevel=loglevel, hostname=node)

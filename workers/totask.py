@@ -24,7 +24,7 @@ from celery import Celery
 from celery.exceptions import SoftTimeLimitExceeded
 from celery.signals import worker_process_init
 
-from common.celery_app import PipelineSettings, make_celery_app, make_queue
+from common.celery_app import PipelineSettings, make_celery_app, make_queue, run_worker
 from common.models import TaskCompletionResult, TaskSpec
 from common.settings import Settings
 from common.totask.download import DownloadSettings, Fetcher
@@ -160,20 +160,4 @@ def start_totask_worker(
     queues = [QUEUES[m] for m in methods]
     log.info("ToTask worker: tasks %s on queues %s", ", ".join(names), ", ".join(queues))
     node = hostname or f"totask-{os.getpid()}@{socket.gethostname()}"
-    app.worker_main(
-        argv=[
-            "worker",
-            "--queues",
-            ",".join(queues),
-            "--concurrency",
-            str(concurrency),
-            "--pool",
-            pool,
-            "--loglevel",
-            loglevel,
-            "--hostname",
-            node,
-            "--without-mingle",
-            "--without-gossip",
-        ]
-    )
+    run_worker(app, queues, concurrency=concurrency, pool=pool, loglevel=loglevel, hostname=node)
