@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from enum import Enum
 
-__all__ = ["Action", "Role", "StageType", "TaskStatus", "ANNOTATING_ROLES", "REVIEWING_ROLES"]
+__all__ = ["ANNOTATING_ROLES", "REVIEWING_ROLES", "Action", "Role", "StageType", "TaskStatus"]
 
 
 class StageType(str, Enum):

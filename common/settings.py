@@ -8,7 +8,7 @@ from pathlib import Path
 from pydantic import field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-__all__ = ["Settings", "EMBEDDED_HOME"]
+__all__ = ["EMBEDDED_HOME", "Settings"]
 
 EMBEDDED_HOME = Path(".annoflow")
 

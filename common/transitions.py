@@ -17,7 +17,7 @@ from enum import Enum
 from common.enums import ANNOTATING_ROLES, REVIEWING_ROLES, Action, Role, StageType, TaskStatus
 from common.errors import TransitionNotAllowedError
 
-__all__ = ["Move", "Rule", "TRANSITIONS", "rule_for", "arrival_status"]
+__all__ = ["TRANSITIONS", "Move", "Rule", "arrival_status", "rule_for"]
 
 S = TaskStatus
 _OPEN = frozenset({S.NEW, S.ASSIGNED, S.RELEASED, S.SKIPPED, S.REOPENED})
@@ -64,19 +64,13 @@ TRANSITIONS: dict[tuple[StageType, Action], Rule] = {
     (T.REVIEW, Action.APPROVE): Rule(_HELD, Move.NAMED, pathway="approve", roles=_R),
     (T.REVIEW, Action.REJECT): Rule(_HELD, Move.NAMED, pathway="reject", roles=_R, arrive_as=S.REOPENED),
     # Consensus annotation: these rules act on subtasks.
-    (T.CONSENSUS_ANNOTATION, Action.ASSIGN): Rule(
-        _OPEN, Move.STAY, S.ASSIGNED, roles=_A, sets_assignee=True
-    ),
+    (T.CONSENSUS_ANNOTATION, Action.ASSIGN): Rule(_OPEN, Move.STAY, S.ASSIGNED, roles=_A, sets_assignee=True),
     (T.CONSENSUS_ANNOTATION, Action.RELEASE): Rule(_HELD, Move.STAY, S.RELEASED, clears_assignee=True),
     (T.CONSENSUS_ANNOTATION, Action.SUBMIT): Rule(_HELD, Move.SUBTASK_DONE, S.COMPLETED, roles=_A),
-    (T.CONSENSUS_REVIEW, Action.ASSIGN): Rule(
-        _REVIEW_OPEN, Move.STAY, S.ASSIGNED, roles=_R, sets_assignee=True
-    ),
+    (T.CONSENSUS_REVIEW, Action.ASSIGN): Rule(_REVIEW_OPEN, Move.STAY, S.ASSIGNED, roles=_R, sets_assignee=True),
     (T.CONSENSUS_REVIEW, Action.RELEASE): Rule(_HELD, Move.STAY, S.RELEASED, clears_assignee=True),
     (T.CONSENSUS_REVIEW, Action.APPROVE): Rule(_HELD, Move.NAMED, pathway="approve", roles=_R),
-    (T.CONSENSUS_REVIEW, Action.REJECT): Rule(
-        _HELD, Move.NAMED, pathway="reject", roles=_R, arrive_as=S.REOPENED
-    ),
+    (T.CONSENSUS_REVIEW, Action.REJECT): Rule(_HELD, Move.NAMED, pathway="reject", roles=_R, arrive_as=S.REOPENED),
     (T.AGENT, Action.PROCEED): Rule(_OPEN, Move.CHOSEN),
     (T.COMPLETE, Action.REOPEN): Rule(frozenset({S.COMPLETED}), Move.START, roles=_MANAGERS, arrive_as=S.REOPENED),
     (T.ARCHIVE, Action.REOPEN): Rule(frozenset({S.COMPLETED}), Move.START, roles=_MANAGERS, arrive_as=S.REOPENED),

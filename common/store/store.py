@@ -240,8 +240,7 @@ class Store:
                         conn.execute(insert(table), rows)
         except IntegrityError as e:
             raise InvalidInputError(
-                f"a data unit in this batch (first: {batch[0].title!r}) is already imported; "
-                "data hashes must be unique"
+                f"a data unit in this batch (first: {batch[0].title!r}) is already imported; data hashes must be unique"
             ) from e
         return len(batch)
 
@@ -423,8 +422,16 @@ class Store:
         with self.write() as conn:
             conn.execute(
                 insert(runs).values(
-                    id=rid, project_id=project_id, kind=kind, name=name, status="RUNNING", message="",
-                    params=params, metrics={}, created_at=at, updated_at=at,
+                    id=rid,
+                    project_id=project_id,
+                    kind=kind,
+                    name=name,
+                    status="RUNNING",
+                    message="",
+                    params=params,
+                    metrics={},
+                    created_at=at,
+                    updated_at=at,
                 )
             )
         return self.get_run(rid)
@@ -436,9 +443,11 @@ class Store:
     def get_run(self, run_id: str) -> RunRecord:
         """Raises: NotFoundError: no run with that id (or unique id prefix) or name."""
         with self.read() as conn:
-            rows = conn.execute(
-                select(runs).where(runs.c.id.startswith(run_id) | (runs.c.name == run_id)).limit(2)
-            ).mappings().all()
+            rows = (
+                conn.execute(select(runs).where(runs.c.id.startswith(run_id) | (runs.c.name == run_id)).limit(2))
+                .mappings()
+                .all()
+            )
         if len(rows) != 1:
             what = "is ambiguous" if rows else "matches no run"
             raise NotFoundError(f"{run_id!r} {what}; list runs with 'annoflow runs list'")
@@ -464,8 +473,12 @@ def save_label_row(conn: Connection, row: LabelRow) -> LabelRow:
             with conn.begin_nested():
                 conn.execute(
                     insert(label_rows).values(
-                        project_id=row.project_id, data_hash=row.data_hash, branch=row.branch,
-                        objects=row.objects, version=1, updated_at=at,
+                        project_id=row.project_id,
+                        data_hash=row.data_hash,
+                        branch=row.branch,
+                        objects=row.objects,
+                        version=1,
+                        updated_at=at,
                     )
                 )
         except IntegrityError as e:
