@@ -29,6 +29,7 @@ from common.settings import Settings
 from common.store import Store
 from common.totask.params import ToTaskParams, validate_params
 from common.totask.preprocessors import REGISTRY, PreProcessorRegistry
+from producer.run_lineage import RunLineage, pre_processor_refs
 from producer.totask_checks import check_run
 from producer.totask_run import Execution, RunStopped, ToTaskOptions, run_metrics
 
@@ -77,6 +78,7 @@ class ToTaskAction:
         self.metrics: dict[str, Any] = {}
         self.stop_event = threading.Event()
         self.stop_reason = ""
+        self.lineage = RunLineage()  # filled as the run goes, recorded by finish()
 
     def stop(self, reason: str = "stopped by the user") -> None:
         """Ask the run to stop; it rolls back what it did (callable from any thread or a signal handler)."""
@@ -94,11 +96,15 @@ class ToTaskAction:
             project_id = None
         run = self.store.create_run(project_id, "totask", p.name, record)
         self.run_id = run.id
+        if project_id is not None:
+            self.lineage.add_project(project_id)
         started = time.monotonic()
         try:
             plan, agent = check_run(self.store, p, self.registry, self.options.ready_timeout)
         except AnnoflowError as e:
             return self.finish("FAILED", str(e), run_metrics(0, 0, 0, started))
+        if p.method == "inference":  # check_run loaded it: get() answers the loaded instance
+            self.lineage.inputs += pre_processor_refs(self.registry.get(p.pre_processor or ""))
         self.store.update_run(run.id, params={**record, "agent": agent}, metrics=run_metrics(plan.total, 0, 0, started))
         log.info("[%s] %s task(s) match; method %s", p.name, plan.total, p.method)
         return Execution(self, plan, run.id, started).run()
@@ -108,6 +114,8 @@ class ToTaskAction:
         assert self.run_id is not None
         self.metrics = metrics
         self.store.update_run(self.run_id, status=status, message=message, metrics=metrics)
+        # A failed run was rolled back: it read its inputs but changed no task.
+        self.lineage.record(self.store, self.run_id, outputs=status == "SUCCEEDED")
         if self.on_progress is not None:
             self.on_progress(metrics)
         return {"status": status, "message": message, "metrics": metrics, "run_id": self.run_id}

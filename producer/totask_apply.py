@@ -52,6 +52,7 @@ class RunApplier:
         self.run_id = run_id
         self.in_flight: dict[str, InFlight] = {}
         self.counts = RunCounts()
+        self.changed: list[str] = []  # uuids of the tasks whose label rows were written (the run's lineage)
 
     def expect(self, batch_id: str, batch: InFlight) -> None:
         """Remember a batch before it is published (its answer may come back at once)."""
@@ -95,12 +96,14 @@ class RunApplier:
         fast = apply_labels_fast(self.store, successes)
         if fast is not None:
             applied = [waiting.tasks[u][0] for u in fast]
+            self.changed.extend(fast)
         else:  # something changed under the run: decide result by result
             outcome = apply_results(self.store, successes, num_retries=0, hold_s=0.0)
             by_uuid = {str(r.task_uuid): r for r in successes}
             for note in outcome.notes:
                 if note.outcome == "applied":
                     applied.append(waiting.tasks[note.task_uuid][0])
+                    self.changed.append(note.task_uuid)
                 else:  # a label row saved meanwhile, or the task moved or released by a person
                     reason = f"labels not written: {note.detail}; run again for this task"
                     failures.append(self._failure(waiting, by_uuid[note.task_uuid], reason))

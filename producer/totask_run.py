@@ -127,6 +127,7 @@ class Execution:
         drop_backup(self.store, self.run_id)
         c = self.applier.counts
         self.total = self.enumerated  # tasks added or removed since the count
+        self.action.lineage.changed = self.applier.changed
         message = f"annotated {c.success} of {self.total} task(s); {c.failed} failed"
         return self.action.finish("SUCCEEDED", message, self.metrics())
 
@@ -163,6 +164,8 @@ class Execution:
         self.total = max(self.total, self.enumerated)
         claimed = claim_by_ids(self.store, [t.id for t in page], self.token_prefix, self.opts.lease_seconds)
         mine = {t.uuid for t in claimed}
+        lineage = self.action.lineage
+        lineage.datasets.update(t.dataset_id for t in claimed)
         held = [
             TaskFailure(t.uuid, t.data_title, "the task is held by another worker (live lease); run again later", None)
             for t in page
@@ -186,6 +189,11 @@ class Execution:
             )
         if not specs:
             return True
+        if self.params.method == "file":  # the annotation files the workers will read
+            target = self.params.target_specification_name or ""
+            for spec in specs:
+                if (file := spec.files.get(target)) is not None:
+                    lineage.files.add(file.url)
         snapshot_labels(self.store, self.run_id, specs)
         header = TotaskHeader(
             batch_id=uuid.uuid4().hex,
