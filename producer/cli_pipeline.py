@@ -100,6 +100,7 @@ def produce(
     from producer.inflight import make_ledger
     from producer.metrics import start_producer_metrics
     from producer.produce import Producer, plan_stages
+    from producer.run_lineage import AgentRun
 
     _logging()
     s, pipeline = settings(), PipelineSettings()
@@ -120,8 +121,18 @@ def produce(
         observer=start_producer_metrics(s, store, [p.queue for p in plans], metrics_port),
     )
     _stop_on_signals(producer.stop)
-    stats = producer.run()
-    console.print(f"published {stats.total_tasks} task(s) in {sum(stats.batches.values())} message(s)")
+    # Only the applier (another process) sees outcomes: this run records what it read and published.
+    agent_run = AgentRun(store, record, agents, {"command": "produce", "task_batch_size": task_batch_size})
+    try:
+        stats = producer.run()
+    except Exception as e:
+        agent_run.finish("FAILED", str(e), {"total": producer.stats.total_tasks})
+        raise
+    batches = sum(stats.batches.values())
+    agent_run.finish(
+        "SUCCEEDED", f"published {stats.total_tasks} task(s)", {"total": stats.total_tasks, "batches": batches}
+    )
+    console.print(f"published {stats.total_tasks} task(s) in {batches} message(s)")
 
 
 @app.command("apply")

@@ -17,7 +17,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -31,6 +31,7 @@ from common.store import ProjectRecord, Store
 from producer.apply import ApplierStats, ResultApplier
 from producer.inflight import make_ledger
 from producer.produce import Producer, ProduceStats, plan_stages
+from producer.run_lineage import AgentRun
 
 __all__ = ["EmbeddedOptions", "RunSummary", "run_embedded", "spawn_worker"]
 
@@ -148,6 +149,7 @@ def run_embedded(
         stage = batch.header.stage_uuid
         summary.done_by_stage[stage] = summary.done_by_stage.get(stage, 0) + len(batch.results)
 
+    agent_run = AgentRun(store, project, ref, {"command": "run", **asdict(options)})
     applier = ResultApplier(
         store,
         url,
@@ -157,6 +159,7 @@ def run_embedded(
         backoff_s=options.backoff_s,
         hold_s=options.refresh_every or 0.0,
         on_applied=count,
+        observer=agent_run.applied,  # the tasks it moved, for the run's lineage
     )
     summary.applied = applier.stats
     # The runner imported fine here, so the worker need not probe it again.
@@ -168,6 +171,7 @@ def run_embedded(
     ]
     previous = _on_stop_signals(producer.stop.set)
     started = time.monotonic()
+    error: str | None = "interrupted"
     try:
         for t in threads:
             t.start()
@@ -185,16 +189,31 @@ def run_embedded(
         end = time.monotonic() + 30
         while any(ledger.count(project.id, p.stage.uuid) for p in plans) and time.monotonic() < end:
             time.sleep(0.05)
+        error = None
+    except Exception as e:
+        error = str(e)
+        raise
     finally:
         applier.stop.set()
         threads[1].join(10)
         idle = not any(ledger.count(project.id, p.stage.uuid) for p in plans)
         stop_process(worker, idle=idle)
         _restore_signals(previous)
+        _finish_run(agent_run, summary, error)
     summary.seconds = time.monotonic() - started
     if on_tick is not None:
         on_tick(summary)
     return summary
+
+
+def _finish_run(run: AgentRun, summary: RunSummary, error: str | None) -> None:
+    a = summary.applied
+    metrics = {"total": summary.produced.total_tasks, "success": a.applied, "published": summary.produced.total_tasks}
+    message = error or f"applied {a.applied} task result(s); {a.stale} stale, {a.failed} failed"
+    try:
+        run.finish("FAILED" if error else "SUCCEEDED", message, {**metrics, **a.as_dict()})
+    except Exception as e:  # the store may be what failed; the session's own outcome must still surface
+        log.warning("run %s: its end could not be recorded: %s", run.id, e)
 
 
 def _on_stop_signals(handler: Callable[[], None]) -> dict[int, Any]:
