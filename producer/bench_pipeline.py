@@ -39,6 +39,7 @@ from common.settings import Settings
 from common.store import DataFile, DataUnit, Store
 from common.store.schema import tasks as tasks_table
 from common.workflow import parse_workflow
+from producer.bench_probes import Cpu, rss_mb, thin
 from producer.inflight import KEY_PREFIX as LEDGER_PREFIX
 
 __all__ = ["run_bench"]
@@ -52,68 +53,6 @@ _WORKFLOW = {
         {"title": "Complete", "type": "complete"},
     ],
 }
-_TICKS = os.sysconf("SC_CLK_TCK")
-_TIMELINE_POINTS = 60
-
-
-def _rss_mb(pid: int) -> float:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return 0.0
-
-
-def _cpu_tree_s(root: int) -> float:
-    """CPU seconds (user + system) of ``root`` and every live descendant, from /proc."""
-    parents: dict[int, int] = {}
-    times: dict[int, float] = {}
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = Path(entry.path, "stat").read_text()
-        except OSError:
-            continue
-        # The command name may hold spaces; the fields after its closing parenthesis do not.
-        fields = stat[stat.rindex(")") + 2 :].split()
-        parents[int(entry.name)] = int(fields[1])
-        times[int(entry.name)] = (int(fields[11]) + int(fields[12])) / _TICKS
-    total, todo = 0.0, [root]
-    while todo:
-        pid = todo.pop()
-        total += times.get(pid, 0.0)
-        todo += [child for child, parent in parents.items() if parent == pid]
-    return total
-
-
-def _redis_cpu_s(client: redis.Redis) -> float:
-    info: dict[str, Any] = client.info("cpu")
-    return float(info.get("used_cpu_user", 0.0)) + float(info.get("used_cpu_sys", 0.0))
-
-
-class _Cpu:
-    """CPU seconds spent by each part of a run between :meth:`start` and :meth:`stop`."""
-
-    def __init__(self, client: redis.Redis, pids: dict[str, int]) -> None:
-        self.client, self.pids = client, pids
-        self.begin: dict[str, float] = {}
-
-    def _now(self) -> dict[str, float]:
-        out = {name: _cpu_tree_s(pid) for name, pid in self.pids.items()}
-        out["redis"] = _redis_cpu_s(self.client)
-        times = os.times()
-        out["bench"] = times.user + times.system
-        return out
-
-    def start(self) -> None:
-        self.begin = self._now()
-
-    def stop(self) -> dict[str, float]:
-        end = self._now()
-        return {name: round(end[name] - self.begin.get(name, 0.0), 2) for name in end}
 
 
 def _units(n: int) -> Iterator[DataUnit]:
@@ -175,14 +114,6 @@ def _completed(store: Store, project_id: str, stage_uuid: str) -> int:
                 )
             ).scalar_one()
         )
-
-
-def _thin(points: list[list[float]]) -> list[list[float]]:
-    """At most :data:`_TIMELINE_POINTS` evenly spaced samples, the last one kept."""
-    if len(points) <= _TIMELINE_POINTS:
-        return points
-    step = len(points) / (_TIMELINE_POINTS - 1)
-    return [points[int(i * step)] for i in range(_TIMELINE_POINTS - 1)] + [points[-1]]
 
 
 def run_bench(
@@ -251,7 +182,7 @@ def run_bench(
     procs = [worker]
     try:
         _baseline(app, client, min(n_baseline, 200), 120)  # warm-up: the worker is up and its children loaded
-        cpu = _Cpu(client, {"worker": worker.pid})
+        cpu = Cpu(client, {"worker": worker.pid})
         cpu.start()
         baseline_s = _baseline(app, client, n_baseline, timeout)
         baseline_cpu = cpu.stop()
@@ -272,7 +203,7 @@ def run_bench(
         )
         applier = _spawn(["apply", "--num-retries", "0"], env, tmp / "applier.log")
         procs += [producer, applier]
-        cpu = _Cpu(client, {"producer": producer.pid, "applier": applier.pid, "worker": worker.pid})
+        cpu = Cpu(client, {"producer": producer.pid, "applier": applier.pid, "worker": worker.pid})
         end = time.monotonic() + timeout
         # The clock starts at the first claim, not at process start (imports take seconds on a busy
         # machine): the producer puts its first batch in the in-flight ledger right after claiming it.
@@ -292,7 +223,7 @@ def run_bench(
             time.sleep(0.05 if tasks - done < tasks // 20 else min(1.0, 0.1 + tasks / 500_000))
             done = _completed(store, project.id, complete)
             at = round(time.perf_counter() - start, 1)
-            timeline.append([at, done, round(_rss_mb(producer.pid), 1), round(_rss_mb(applier.pid), 1)])
+            timeline.append([at, done, round(rss_mb(producer.pid), 1), round(rss_mb(applier.pid), 1)])
         annoflow_s = time.perf_counter() - start
         annoflow_cpu = cpu.stop()
     finally:
@@ -323,6 +254,6 @@ def run_bench(
         "annoflow_cpu_s": annoflow_cpu,
         "celery_baseline_cpu_s": baseline_cpu,
         "load_average": [round(x, 2) for x in os.getloadavg()],
-        "rss_timeline": {"columns": ["s", "tasks_done", "producer_mb", "applier_mb"], "points": _thin(timeline)},
+        "rss_timeline": {"columns": ["s", "tasks_done", "producer_mb", "applier_mb"], "points": thin(timeline)},
         "logs": str(tmp),
     }

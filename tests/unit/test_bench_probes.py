@@ -1,0 +1,26 @@
+"""What the pipeline benchmark samples: RSS, CPU of a process tree, a thinned timeline."""
+
+from __future__ import annotations
+
+import os
+
+from producer.bench_probes import _cpu_tree_s, rss_mb, thin
+
+
+def test_timeline_keeps_at_most_sixty_points_first_and_last() -> None:
+    # Given a thousand samples
+    points = [[float(i), float(i)] for i in range(1000)]
+    # When the timeline is thinned
+    kept = thin(points)
+    # Then 60 evenly spaced points remain, from the first sample to the last
+    assert len(kept) == 60 and kept[0] == points[0] and kept[-1] == points[-1]
+    assert thin(points[:10]) == points[:10]
+
+
+def test_this_process_has_memory_and_cpu_time() -> None:
+    # Given this test process, which has run Python for a while
+    busy = sum(i * i for i in range(200_000))
+    # When its RSS and its tree's CPU time are read from /proc
+    # Then both are positive, and a process that does not exist reads as zero
+    assert busy > 0 and rss_mb(os.getpid()) > 1 and _cpu_tree_s(os.getpid()) > 0
+    assert rss_mb(2**22 + 7) == 0.0 and _cpu_tree_s(2**22 + 7) == 0.0
