@@ -13,11 +13,12 @@ import subprocess
 import sys
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
+from typer.testing import CliRunner
 
 from common.celery_app import PipelineSettings
 from common.enums import Role
@@ -25,7 +26,9 @@ from common.lineage import LineageGraph, NodeKind, lineage_graph
 from common.settings import Settings
 from common.store import DataFile, DataUnit, ProjectRecord, Store
 from common.workflow import load_workflow
+from producer import cli
 from producer.totask import ToTaskAction, ToTaskOptions
+from producer.totask_workers import spawn_totask_worker, stop_worker
 from tests.conftest import FIXTURES
 from tests.helpers import make_units
 from tests.integration.pipeline_env import AGENTS, ROOT, WORKFLOW
@@ -37,19 +40,29 @@ BOT = "bot@x.org"
 PIPELINE = PipelineSettings(soft_time_limit=20, hard_time_limit=30, visibility_timeout=60)
 
 
-def _annoflow(args: list[str], home: Path, roots: Path, cwd: Path) -> subprocess.CompletedProcess[str]:
+def _annoflow(args: list[str], tmp: Path) -> subprocess.CompletedProcess[str]:
+    """Run an ``annoflow`` command as its own process, embedded under ``tmp/home``."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("ANNOFLOW_")}
-    env.update(ANNOFLOW_HOME=str(home), ANNOFLOW_FILE_ROOTS=str(roots), PYTHONPATH=str(ROOT), COLUMNS="200")
+    env.update(ANNOFLOW_HOME=str(tmp / "home"), PYTHONPATH=str(ROOT), COLUMNS="200")
     return subprocess.run(
-        [sys.executable, "-m", "producer", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=120
+        [sys.executable, "-m", "producer", *args], cwd=tmp, env=env, capture_output=True, text=True, timeout=120
     )
 
 
-def _lineage_json(home: Path, project: str, cwd: Path) -> dict[str, Any]:
-    shown = _annoflow(["lineage", "--project", project, "--format", "json"], home, cwd, cwd)
-    assert shown.returncode == 0, shown.stdout + shown.stderr
-    data: dict[str, Any] = json.loads(shown.stdout)
-    return data
+def _cli(monkeypatch: pytest.MonkeyPatch, tmp: Path, *args: str) -> str:
+    """Run an ``annoflow`` command in this process against the store under ``tmp/home``."""
+    for key in ("ANNOFLOW_STORE_URL", "ANNOFLOW_BROKER_URL"):
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("ANNOFLOW_HOME", str(tmp / "home"))
+    monkeypatch.setenv("COLUMNS", "200")
+    cli.settings.cache_clear()
+    cli._register()
+    try:
+        result = CliRunner().invoke(cli.app, list(args))
+    finally:
+        cli.settings.cache_clear()
+    assert result.exit_code == 0, f"{args}: exit {result.exit_code}\n{result.output}"
+    return result.stdout
 
 
 def _by_kind(data: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
@@ -70,6 +83,30 @@ def _edges(data: dict[str, Any], run_node: str) -> tuple[set[str], set[str]]:
 def store(tmp_path: Path) -> Iterator[Store]:
     store = Store.open(f"sqlite:///{tmp_path / 'home' / 'annoflow.db'}")
     yield store
+    store.close()
+
+
+@dataclass(frozen=True)
+class Shared:
+    """One embedded home for the ToTask runs that need a worker: its store and its root folder."""
+
+    store: Store
+    root: Path
+
+
+@pytest.fixture(scope="module")
+def shared(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Shared]:
+    """A store and one ToTask worker process (both methods) that the runs of this module share.
+
+    Starting a worker costs seconds; each test has its own projects, so one worker serves all.
+    """
+    root = tmp_path_factory.mktemp("lineage-runs")
+    settings = Settings(home=root / "home", file_roots=str(root))
+    store = Store.open(settings.resolved_store_url)
+    worker = spawn_totask_worker(settings, PIPELINE, "file,inference", 1, root / "worker.log", root)
+    yield Shared(store, root)
+    # Idle by now: no need to wait out Celery's own shutdown, the group is killed after a second.
+    stop_worker(worker, idle=True, grace_s=1.0)
     store.close()
 
 
@@ -104,8 +141,9 @@ def _file_params(project: str) -> dict[str, Any]:
 
 
 def _action(store: Store, tmp: Path, params: dict[str, Any], **opts: Any) -> ToTaskAction:
+    """A run under ``tmp/home`` that uses the workers already running there (none: ``workers=0``)."""
     settings = Settings(home=tmp / "home", file_roots=str(tmp))
-    options = ToTaskOptions(**({"workers": 1} | opts))
+    options = ToTaskOptions(**({"workers": 0} | opts))
     return ToTaskAction(params, store=store, settings=settings, pipeline=PIPELINE, options=options)
 
 
@@ -115,20 +153,32 @@ def _run_node(graph: LineageGraph, run_id: str) -> int:
     return node.id
 
 
-def test_totask_file_run_records_project_dataset_files_and_tasks(store: Store, tmp_path: Path) -> None:
-    # Given seven images whose annotation files sit in one local folder (one file broken)
-    units = _file_units(tmp_path / "annotations", 7, broken=6)
-    project = _project(store, "local", units)
-    params = tmp_path / "params.yaml"
-    params.write_text(yaml.safe_dump(_file_params("local")))
+def test_totask_file_runs_record_lineage_and_survive_a_lineage_failure(
+    shared: Shared, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Given two projects of images whose annotation files sit in local folders (one file broken)
+    store, root = shared.store, shared.root
+    project = _project(store, "local", _file_units(root / "annotations", 7, broken=6))
+    sturdy = _project(store, "sturdy", _file_units(root / "few", 2))
 
-    # When 'annoflow totask run' runs it with one worker process, then the lineage is drawn as JSON
-    home = tmp_path / "home"
-    done = _annoflow(["totask", "run", str(params), "--workers", "1", "--json"], home, tmp_path, tmp_path)
-    assert done.returncode == 0, done.stdout + done.stderr
-    result = json.loads(done.stdout.strip().splitlines()[-1])
+    # When the first run goes through while every lineage write fails
+    def broken(*_args: Any, **_kwargs: Any) -> None:
+        raise RuntimeError("lineage tables are gone")
+
+    with monkeypatch.context() as patch:
+        patch.setattr("common.lineage.recorder.record_lineage", broken)
+        failed_lineage = _action(store, root, _file_params("sturdy")).start()
+
+    # Then that run still succeeded and wrote its labels; the lineage failure was only logged
+    assert failed_lineage["status"] == "SUCCEEDED", failed_lineage["message"]
+    assert all(store.get_label_row(sturdy.id, t.data_hash).objects for t in store.iter_tasks(sturdy.id))
+    assert "was not recorded (the run goes on): lineage tables are gone" in caplog.text
+    assert lineage_graph(store, "project", project="sturdy").nodes == []
+
+    # When the second run goes through, and 'annoflow lineage' draws it as JSON
+    result = _action(store, root, _file_params("local")).start()
     assert result["status"] == "SUCCEEDED" and result["metrics"]["success"] == 6
-    data = _lineage_json(home, "local", tmp_path)
+    data = json.loads(_cli(monkeypatch, root, "lineage", "--project", "local", "--format", "json"))
 
     # Then the run read the project, its dataset and the folder of its seven files, and wrote the six tasks
     kinds = _by_kind(data)
@@ -138,16 +188,17 @@ def test_totask_file_run_records_project_dataset_files_and_tasks(store: Store, t
     (dataset,) = kinds["dataset"]
     (folder,) = kinds["folder"]
     assert proj["key"] == project.id and dataset["title"] == "local-data"
-    assert folder["key"] == str(tmp_path / "annotations") and folder["attrs"]["files"] == 7
+    assert folder["key"] == str(root / "annotations") and folder["attrs"]["files"] == 7
     assert ins == {proj["id"], dataset["id"], folder["id"]}
     written = {t.uuid for t in store.iter_tasks(project.id) if t.data_title != "img-6.jpg"}
     assert {n["key"] for n in kinds["task"]} == written
     assert outs == {n["id"] for n in kinds["task"]}
 
 
-def test_totask_inference_run_records_the_model_and_its_cascade_file(store: Store, tmp_path: Path) -> None:
+def test_totask_inference_run_records_the_model_and_its_cascade_file(shared: Shared) -> None:
     # Given two local images and the built-in face detector
-    images = tmp_path / "images"
+    store = shared.store
+    images = shared.root / "images"
     images.mkdir()
     (images / "astronaut.png").write_bytes(ASTRONAUT)
     (images / "blank.png").write_bytes(BLANK)
@@ -165,7 +216,7 @@ def test_totask_inference_run_records_the_model_and_its_cascade_file(store: Stor
     del params["target_specification_name"]
 
     # When the inference run goes through a worker process
-    result = _action(store, tmp_path, params).start()
+    result = _action(store, shared.root, params).start()
 
     # Then its inputs are the project, the dataset, the model by name and version, and the cascade XML it
     # loaded (as model weights); its outputs the two tasks it labelled
@@ -185,11 +236,11 @@ def test_totask_inference_run_records_the_model_and_its_cascade_file(store: Stor
 
 
 def test_rolled_back_run_records_its_inputs_and_no_tasks(store: Store, tmp_path: Path) -> None:
-    # Given three annotation files and no worker at all to answer
+    # Given three annotation files and no worker at all to answer (this test's own home)
     _project(store, "stalled", _file_units(tmp_path / "ann", 3))
 
     # When the run stalls and is rolled back
-    result = _action(store, tmp_path, _file_params("stalled"), workers=0, stall_timeout=0.5).start()
+    result = _action(store, tmp_path, _file_params("stalled"), stall_timeout=0.5).start()
 
     # Then it FAILED, and its lineage holds the project, the dataset and each file it read, but no task
     assert result["status"] == "FAILED" and "rolled back" in result["message"]
@@ -201,43 +252,24 @@ def test_rolled_back_run_records_its_inputs_and_no_tasks(store: Store, tmp_path:
     assert {n.key for n in ins if n.kind is NodeKind.FILE} == {str(tmp_path / "ann" / f"{i}.json") for i in range(3)}
 
 
-def test_lineage_failure_does_not_break_the_run(
-    store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+def test_agent_run_records_project_agent_module_and_moved_tasks(
+    store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # Given a lineage store that fails on every write
-    def broken(*_args: Any, **_kwargs: Any) -> None:
-        raise RuntimeError("lineage tables are gone")
-
-    monkeypatch.setattr("common.lineage.recorder.record_lineage", broken)
-    project = _project(store, "sturdy", _file_units(tmp_path / "ann", 2))
-
-    # When a ToTask run goes through
-    result = _action(store, tmp_path, _file_params("sturdy")).start()
-
-    # Then the run succeeded and wrote its labels; the lineage failure was only logged
-    assert result["status"] == "SUCCEEDED", result["message"]
-    assert all(store.get_label_row(project.id, t.data_hash).objects for t in store.iter_tasks(project.id))
-    assert "was not recorded (the run goes on): lineage tables are gone" in caplog.text
-    assert lineage_graph(store, "project", project="sturdy").nodes == []
-
-
-def test_agent_run_records_project_agent_module_and_moved_tasks(store: Store, tmp_path: Path) -> None:
     # Given four tasks in the agent stage of project 'pipe' (the test runner's project)
     project = store.create_project("pipe", load_workflow(WORKFLOW))
     store.add_data_units(project.id, store.dataset(project.id, "items"), make_units([f"it-{i}" for i in range(4)]))
-    home = tmp_path / "home"
 
     # When 'annoflow run' drains it with one worker process
-    done = _annoflow(["run", "--project", "pipe", "--agents", AGENTS, "--workers", "1"], home, tmp_path, tmp_path)
+    done = _annoflow(["run", "--project", "pipe", "--agents", AGENTS, "--workers", "1"], tmp_path)
     assert done.returncode == 0, done.stdout + done.stderr
-    listed = _annoflow(["runs", "list", "--project", "pipe"], home, tmp_path, tmp_path)
-    data = _lineage_json(home, "pipe", tmp_path)
+    listed = _cli(monkeypatch, tmp_path, "runs", "list", "--project", "pipe")
+    data = json.loads(_cli(monkeypatch, tmp_path, "lineage", "--project", "pipe", "--format", "json"))
 
     # Then the run is listed as an agent run with its counts
     (run_record,) = store.list_runs(project.id)
     assert (run_record.kind, run_record.status, run_record.name) == ("agent", "SUCCEEDED", AGENTS)
     assert run_record.metrics["applied"] == 4 and run_record.metrics["failed"] == 0
-    assert "agent" in listed.stdout and "SUCCEEDED" in listed.stdout
+    assert "agent" in listed and "SUCCEEDED" in listed
 
     # And its lineage reads the project and the runner module, and writes the four tasks it moved
     kinds = _by_kind(data)
