@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -282,3 +284,33 @@ def test_agent_run_records_project_agent_module_and_moved_tasks(
     assert ins == {proj["id"], module["id"]}
     assert {n["key"] for n in kinds["task"]} == {t.uuid for t in store.iter_tasks(project.id)}
     assert outs == {n["id"] for n in kinds["task"]}
+
+
+def test_produce_session_records_an_agent_run_with_its_inputs(store: Store, tmp_path: Path) -> None:
+    # Given three tasks in the agent stage, and 'annoflow produce' publishing them (no applier runs here)
+    project = store.create_project("pipe", load_workflow(WORKFLOW))
+    store.add_data_units(project.id, store.dataset(project.id, "items"), make_units([f"it-{i}" for i in range(3)]))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ANNOFLOW_")}
+    env.update(ANNOFLOW_HOME=str(tmp_path / "home"), PYTHONPATH=str(ROOT))
+    cmd = [sys.executable, "-m", "producer", "produce", "--project", "pipe", "--agents", AGENTS]
+    proc = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        # When it has claimed every task, and is stopped with SIGTERM
+        deadline = time.monotonic() + 60
+        while not all(t.lease_token for t in store.iter_tasks(project.id)):
+            assert proc.poll() is None and time.monotonic() < deadline, "annoflow produce never claimed the tasks"
+            time.sleep(0.1)
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, out
+
+    # Then its run (kind agent) ended with what it published, and its lineage reads the project and the module
+    (run,) = store.list_runs(project.id)
+    assert (run.kind, run.status, run.metrics["total"]) == ("agent", "SUCCEEDED", 3)
+    graph = lineage_graph(store, "project", project="pipe")
+    node = _run_node(graph, run.id)
+    ins = {(graph.node(e.source).kind, graph.node(e.source).key) for e in graph.edges if e.target == node}
+    assert ins == {(NodeKind.PROJECT, project.id), (NodeKind.FILE, str(ROOT / "tests/integration/pipeline_agents.py"))}
