@@ -142,7 +142,6 @@ tasks = Table(
     Index("ix_tasks_project_stage_id", "project_id", "stage_uuid", "id"),
     # Iterating a whole project pages in id order (migration 0005).
     Index("ix_tasks_project_id", "project_id", "id"),
-    Index("ix_tasks_data_hash", "data_hash"),
     UniqueConstraint("project_id", "data_hash", name="uq_task_data_unit"),
 )
 # The producer claims a stage's tasks highest priority first, then oldest: walking
