@@ -22,7 +22,7 @@ import uuid
 from collections.abc import Collection
 from datetime import datetime, timedelta
 
-from sqlalchemy import ColumnElement, String, and_, cast, func, literal, or_, select, update
+from sqlalchemy import ColumnElement, Select, String, and_, cast, func, literal, or_, select, update
 
 from common.enums import TaskStatus
 from common.store.lifecycle import now
@@ -103,15 +103,29 @@ def claim_tasks(
         .order_by(*order)
         .limit(limit)
     )
+    # One random prefix per claim plus the task id: unique per task and unguessable.
+    claimed = lease_picked(store, pick, f"{CLAIM_PREFIX}{uuid.uuid4().hex}:", lease_seconds, at)
+    # RETURNING gives no order; hand them out in claim order.
+    claimed.sort(key=(lambda t: (-t.priority, t.id)) if by_priority else (lambda t: t.id))
+    return claimed
+
+
+def lease_picked(
+    store: Store, pick: Select[tuple[int]], token_prefix: str, lease_seconds: float, at: datetime
+) -> list[TaskRecord]:
+    """Lease the tasks whose ids ``pick`` selects, in one statement; return them (in no order).
+
+    Each gets the token ``<token_prefix><id>``, the deadline ``at + lease_seconds``,
+    ``attempts + 1`` and ``version + 1``. On PostgreSQL the pick skips rows another
+    transaction holds, so concurrent claimers never share a task.
+    """
     if not store.is_sqlite:
         pick = pick.with_for_update(skip_locked=True)
-    # One random prefix per claim plus the task id: unique per task and unguessable.
-    prefix = f"{CLAIM_PREFIX}{uuid.uuid4().hex}:"
     stmt = (
         update(tasks)
         .where(tasks.c.id.in_(pick.scalar_subquery()))
         .values(
-            lease_token=literal(prefix, String) + cast(tasks.c.id, String),
+            lease_token=literal(token_prefix, String) + cast(tasks.c.id, String),
             lease_deadline=at + timedelta(seconds=lease_seconds),
             attempts=tasks.c.attempts + 1,
             version=tasks.c.version + 1,
@@ -121,10 +135,7 @@ def claim_tasks(
     )
     with store.write() as conn:
         rows = conn.execute(stmt).mappings().all()
-    claimed = [TaskRecord.model_validate(dict(r)) for r in rows]
-    # RETURNING gives no order; hand them out in claim order.
-    claimed.sort(key=(lambda t: (-t.priority, t.id)) if by_priority else (lambda t: t.id))
-    return claimed
+    return [TaskRecord.model_validate(dict(r)) for r in rows]
 
 
 def release_failed(store: Store, project_id: str, task_uuids: Collection[str] | None = None) -> int:

@@ -11,15 +11,15 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import String, and_, bindparam, cast, delete, func, insert, literal, or_, select, update
+from sqlalchemy import and_, bindparam, delete, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from common.models import TaskCompletionResult, TaskSpec
 from common.store.filters import compile_filters
-from common.store.leases import FAILED
+from common.store.leases import FAILED, lease_picked
 from common.store.lifecycle import now
 from common.store.records import TaskRecord
 from common.store.schema import label_rows, run_failures, run_label_backup, tasks
@@ -87,23 +87,7 @@ def claim_by_ids(store: Store, task_ids: Sequence[int], token_prefix: str, lease
     at = now()
     free = or_(tasks.c.lease_token.is_(None), tasks.c.lease_deadline < at)
     pick = select(tasks.c.id).where(tasks.c.id.in_(list(task_ids)), free)
-    if not store.is_sqlite:
-        pick = pick.with_for_update(skip_locked=True)
-    stmt = (
-        update(tasks)
-        .where(tasks.c.id.in_(pick.scalar_subquery()))
-        .values(
-            lease_token=literal(token_prefix, String) + cast(tasks.c.id, String),
-            lease_deadline=at + timedelta(seconds=lease_seconds),
-            attempts=tasks.c.attempts + 1,
-            version=tasks.c.version + 1,
-            updated_at=at,
-        )
-        .returning(*tasks.c)
-    )
-    with store.write() as conn:
-        rows = conn.execute(stmt).mappings().all()
-    return sorted((TaskRecord.model_validate(dict(r)) for r in rows), key=lambda t: t.id)
+    return sorted(lease_picked(store, pick, token_prefix, lease_seconds, at), key=lambda t: t.id)
 
 
 def snapshot_labels(store: Store, run_id: str, specs: Sequence[TaskSpec]) -> None:
