@@ -86,3 +86,27 @@ class TaskCompletionResult(BaseModel):
     started_at: datetime | None = None
     finished_at: datetime | None = None
     worker: str | None = None
+
+    @classmethod
+    def failed(
+        cls,
+        spec: TaskSpec,
+        error: str,
+        *,
+        started_at: datetime | None = None,
+        finished_at: datetime | None = None,
+        worker: str | None = None,
+    ) -> TaskCompletionResult:
+        """The failure answer for ``spec``: same task, stage, lease, run and attempt."""
+        return cls(
+            task_uuid=spec.uuid,
+            stage_uuid=spec.stage_uuid,
+            success=False,
+            error=error,
+            lease_token=spec.lease_token,
+            run_id=spec.run_id,
+            attempt=spec.attempt,
+            started_at=started_at,
+            finished_at=finished_at,
+            worker=worker,
+        )

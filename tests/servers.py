@@ -19,6 +19,13 @@ def _reachable(host: str, port: int) -> bool:
         return False
 
 
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
 def require(name: str, host: str, port: int) -> None:
     """Skip the test when the server is missing; in CI (CI=true) fail instead."""
     if _reachable(host, port):

@@ -49,19 +49,7 @@ def failure_results(specs: Sequence[str], error: str, worker: str) -> list[str]:
     at = datetime.now(UTC)
     for raw in specs:
         spec = TaskSpec.model_validate_json(raw)
-        out.append(
-            TaskCompletionResult(
-                task_uuid=spec.uuid,
-                stage_uuid=spec.stage_uuid,
-                success=False,
-                error=error,
-                lease_token=spec.lease_token,
-                run_id=spec.run_id,
-                attempt=spec.attempt,
-                finished_at=at,
-                worker=worker,
-            ).model_dump_json()
-        )
+        out.append(TaskCompletionResult.failed(spec, error, finished_at=at, worker=worker).model_dump_json())
     return out
 
 

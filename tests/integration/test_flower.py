@@ -6,7 +6,6 @@ SQLite file in the test's temp folder.
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -21,18 +20,12 @@ from common.store import Store
 from common.workflow import load_workflow
 from tests.helpers import make_units
 from tests.integration.pipeline_env import ROOT, WORKFLOW, Pipeline, kill_group, run_in_thread, wait_until
-from tests.servers import require_redis
+from tests.servers import free_port, require_redis
 
 pytestmark = pytest.mark.integration
 
 REDIS_DB = 14
 AUTH = ("ops", "flower-test-secret")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture

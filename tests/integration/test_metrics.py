@@ -6,7 +6,6 @@ SQLite file that the three processes share.
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,18 +18,12 @@ from common.store import Store
 from common.workflow import load_workflow
 from tests.helpers import make_units
 from tests.integration.pipeline_env import AGENTS, WORKFLOW, Pipeline, kill_group, wait_until
-from tests.servers import require_redis
+from tests.servers import free_port, require_redis
 
 pytestmark = pytest.mark.integration
 
 REDIS_DB = 4
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture

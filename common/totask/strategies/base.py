@@ -105,17 +105,7 @@ def success(
 
 def failure(spec: TaskSpec, error: str, started: datetime) -> TaskCompletionResult:
     """A failed result; the applier logs it as ``[Task N] Failed: <error>``."""
-    return TaskCompletionResult(
-        task_uuid=spec.uuid,
-        stage_uuid=spec.stage_uuid,
-        success=False,
-        error=error,
-        lease_token=spec.lease_token,
-        run_id=spec.run_id,
-        attempt=spec.attempt,
-        started_at=started,
-        finished_at=now(),
-    )
+    return TaskCompletionResult.failed(spec, error, started_at=started, finished_at=now())
 
 
 def choose_pathway(spec: TaskSpec, objects: Sequence[AnnotationObject], route: RouteByConfidence | None) -> UUID | None:
