@@ -10,12 +10,13 @@ from contextlib import contextmanager
 from typing import Any
 
 from pydantic import TypeAdapter
-from sqlalchemy import Connection, DateTime, Engine, Table, func, insert, select, update
+from sqlalchemy import Connection, Engine, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from common.enums import Action, Role, StageType, TaskStatus
 from common.errors import ConflictError, InvalidInputError, NotFoundError
 from common.store import lifecycle
+from common.store.bulk import JsonText, insert_rows
 from common.store.engine import is_sqlite, make_engine, migrate
 from common.store.filters import compile_filters
 from common.store.lifecycle import ActionRequest, now
@@ -202,7 +203,7 @@ class Store:
                     "title": u.title,
                     "meta": u.meta,
                     # One Rust call per unit on SQLite instead of model_dump + json.dumps.
-                    "files": _JsonText(_FILES_JSON.dump_json(u.files).decode())
+                    "files": JsonText(_FILES_JSON.dump_json(u.files).decode())
                     if sqlite
                     else {k: f.model_dump() for k, f in u.files.items()},
                     "created_at": at,
@@ -241,7 +242,7 @@ class Store:
                     conn.exec_driver_sql("PRAGMA cache_size=-131072")
                 for table, rows in ((data_units, unit_rows), (tasks, task_rows), (subtasks, sub_rows)):
                     if rows and self.is_sqlite:
-                        _insert_raw(conn, table, rows)
+                        insert_rows(conn, table, rows)
                     elif rows:
                         conn.execute(insert(table), rows)
         except IntegrityError as e:
@@ -515,32 +516,4 @@ def _ordered_uuid() -> str:
     return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
-class _JsonText(str):
-    """A JSON column value already serialised (bulk import): written as it is."""
-
-
 _FILES_JSON = TypeAdapter(dict[str, DataFile])
-
-
-def _insert_raw(conn: Connection, table: Table, rows: list[dict[str, Any]]) -> None:
-    """Bulk insert through the driver's executemany, converting values column by column.
-
-    SQLAlchemy's per-row parameter processing costs more than SQLite's insert
-    itself on large imports. Using the column types' own bind processors keeps
-    the stored values identical to what ``insert(table)`` writes; a batch's
-    timestamps are all one value, so each is converted once.
-    """
-    dialect = conn.dialect
-    names = list(rows[0])
-    columns: list[list[Any]] = []
-    for name in names:
-        values = [row[name] for row in rows]
-        proc = table.c[name].type._cached_bind_processor(dialect)
-        if proc is not None and isinstance(table.c[name].type, DateTime):
-            memo: dict[Any, Any] = {}
-            values = [memo[v] if v in memo else memo.setdefault(v, proc(v)) for v in values]
-        elif proc is not None:
-            values = [v if isinstance(v, _JsonText) else proc(v) for v in values]
-        columns.append(values)
-    sql = f"INSERT INTO {table.name} ({', '.join(names)}) VALUES ({', '.join('?' * len(names))})"
-    conn.exec_driver_sql(sql, list(zip(*columns, strict=True)))
