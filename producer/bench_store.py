@@ -11,7 +11,6 @@ from __future__ import annotations
 import random
 import statistics
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from itertools import islice
 from pathlib import Path
@@ -23,6 +22,7 @@ from common.enums import Action
 from common.errors import InvalidInputError
 from common.store import ActionRequest, DataFile, DataUnit, Store, compile_filters
 from common.store.schema import tasks
+from common.store.store import IMPORT_BATCH
 from common.workflow import Workflow, parse_workflow
 
 __all__ = ["BENCH_WORKFLOW", "bench_store", "rss_mb"]
@@ -72,8 +72,9 @@ def _units(n: int) -> Iterator[DataUnit]:
     rng = random.Random(n)
     for i in range(n):
         name = f"img_{i:07d}.jpg"
+        h = f"{rng.getrandbits(128):032x}"
         yield DataUnit(
-            data_hash=str(uuid.UUID(int=rng.getrandbits(128), version=4)),
+            data_hash=f"{h[:8]}-{h[8:12]}-4{h[13:16]}-a{h[17:20]}-{h[20:]}",  # a version-4 UUID's layout
             title=name,
             files={"image": DataFile(url=f"file:///bench/{name}", original_name=name, is_primary=True)},
         )
@@ -170,7 +171,7 @@ def _round(value: float | None) -> float | None:
 
 
 def bench_store(
-    n: int, db: Path, batch_size: int = 20_000, on_progress: Callable[[int], None] | None = None
+    n: int, db: Path, batch_size: int = IMPORT_BATCH, on_progress: Callable[[int], None] | None = None
 ) -> dict[str, Any]:
     """Run the benchmark on a fresh SQLite file ``db`` and return its figures.
 

@@ -9,6 +9,7 @@ from pathlib import Path
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+from common.store.store import IMPORT_BATCH
 from producer.bench_store import bench_store
 from producer.cli import console, group
 
@@ -21,7 +22,7 @@ bench_app = group("bench", "Measure annoflow on this machine; prints figures, as
 def bench_store_cmd(
     tasks: int = typer.Option(100_000, "--tasks", min=1, help="Data units (one task each) to import."),
     db: Path | None = typer.Option(None, "--db", help="Fresh SQLite file to build [default: a temporary file]."),
-    batch_size: int = typer.Option(20_000, "--batch-size", min=1, help="Units per import transaction."),
+    batch_size: int = typer.Option(IMPORT_BATCH, "--batch-size", min=1, help="Units per import transaction."),
     as_json: bool = typer.Option(False, "--json", help="Print the figures as JSON only."),
 ) -> None:
     """Import N data units into a fresh SQLite store, then time a stage's first page and iterate every task."""

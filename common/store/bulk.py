@@ -18,12 +18,12 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-from sqlalchemy import JSON, Column, Connection, DateTime, Table, select, text
+from sqlalchemy import Column, Connection, DateTime, select, text
 
 from common.store.records import TaskRecord
 from common.store.schema import events, projects, tasks
 
-__all__ = ["TASK_COLUMNS", "JsonText", "insert_events", "insert_rows", "lock_tasks", "update_tasks"]
+__all__ = ["TASK_COLUMNS", "driver_value", "insert_events", "lock_tasks", "update_tasks"]
 
 # The task columns a result may change; every update row sets all of them.
 TASK_COLUMNS = (
@@ -74,8 +74,6 @@ def _make_converter(conn: Connection, column: Column[Any]) -> Callable[[list[Any
     proc = column.type._cached_bind_processor(conn.dialect)
     if proc is None:
         return lambda values: values
-    if isinstance(column.type, JSON):
-        return lambda values: [v if isinstance(v, JsonText) else proc(v) for v in values]
     if isinstance(column.type, DateTime):
         # A message's timestamps are a handful of distinct values: convert each once.
         def dates(values: list[Any]) -> list[Any]:
@@ -97,15 +95,9 @@ def _columns(
     return list(zip(*converted, strict=True))
 
 
-class JsonText(str):
-    """A JSON column value already serialised (bulk import): written as it is."""
-
-
-def insert_rows(conn: Connection, table: Table, rows: list[dict[str, Any]]) -> None:
-    """Insert ``rows`` (dicts with the same keys) through the driver's executemany (SQLite)."""
-    keys = list(rows[0])
-    sql = f"INSERT INTO {table.name} ({', '.join(keys)}) VALUES ({', '.join('?' * len(keys))})"
-    conn.exec_driver_sql(sql, _columns(conn, [table.c[k] for k in keys], rows, keys))
+def driver_value(conn: Connection, column: Column[Any], value: Any) -> Any:
+    """One value as SQLAlchemy would hand it to the driver for ``column``."""
+    return _converter(conn, column)([value])[0]
 
 
 def lock_tasks(conn: Connection, uuids: list[str]) -> tuple[dict[str, TaskRecord], dict[str, int]]:
