@@ -10,6 +10,7 @@ timed run measures the pipeline, not Python's imports.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import multiprocessing
 import os
@@ -17,7 +18,6 @@ import shutil
 import tempfile
 import time
 import uuid
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
@@ -52,27 +52,44 @@ _BODY = json.dumps(
 ).encode()
 
 
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"  # keep-alive: the workers' pooled clients reuse connections
-    wbufsize = 65536  # headers and body in one send
+_RESPONSE = (
+    b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: "
+    + str(len(_BODY)).encode()
+    + b"\r\n\r\n"
+    + _BODY
+)
 
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
 
-    def do_GET(self) -> None:
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(_BODY)))
-        self.end_headers()
-        self.wfile.write(_BODY)
+class _AnnotationServer(asyncio.Protocol):
+    """Answers every GET on a kept-alive connection with the same annotation file.
+
+    A few lines of asyncio instead of ``http.server``: on a 2-core machine the file
+    server shares the CPU with the pipeline it feeds, and this one costs a fraction
+    of a thread-per-connection server, so the figure is the pipeline's, not the server's.
+    """
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        self.pending = b""
+
+    def data_received(self, data: bytes) -> None:
+        self.pending += data
+        # Requests are GETs without bodies: each ends with a blank line.
+        *requests, self.pending = self.pending.split(b"\r\n\r\n")
+        if requests:
+            self.transport.write(_RESPONSE * len(requests))
 
 
 def serve_annotations(port_out: Connection) -> None:
     """Serve the same small annotation file at every path until killed; send the port first."""
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-    server.daemon_threads = True
-    port_out.send(server.server_address[1])
-    server.serve_forever()
+
+    async def main() -> None:
+        server = await asyncio.get_running_loop().create_server(_AnnotationServer, "127.0.0.1", 0)
+        port_out.send(server.sockets[0].getsockname()[1])
+        await server.serve_forever()
+
+    asyncio.run(main())
 
 
 def _units(n: int, base: str, offset: int) -> Any:

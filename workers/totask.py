@@ -50,7 +50,7 @@ def _strategies_for(download: DownloadSettings) -> tuple[FileStrategy, Inference
     return _strategies[pid]
 
 
-def run_totask_batch(raw_specs: Sequence[str], download: DownloadSettings, worker: str) -> list[TaskCompletionResult]:
+def run_totask_batch(raw_specs: Sequence[str], download: DownloadSettings) -> list[TaskCompletionResult]:
     """Run one batch of spec JSON through the strategies; one result per spec, in order.
 
     A spec that does not parse cannot be answered (no task id); it is logged and left
@@ -76,7 +76,7 @@ def run_totask_batch(raw_specs: Sequence[str], download: DownloadSettings, worke
     except Exception as e:  # a strategy bug must not leave its tasks unanswered
         log.exception("ToTask batch failed as a whole")
         results = [failure(s, f"{type(e).__name__}: {e}", started) for s in specs]
-    return [r.model_copy(update={"worker": worker}) for r in results]
+    return results
 
 
 def _publish(app: Celery, header: TotaskHeader, results: list[TaskCompletionResult], worker: str) -> None:
@@ -117,7 +117,7 @@ def register_totask_tasks(app: Celery, download: DownloadSettings) -> list[str]:
         def task(header: dict[str, Any], specs: list[str]) -> int:
             head = TotaskHeader.model_validate(header)
             worker = f"{socket.gethostname()}:{os.getpid()}"
-            results = run_totask_batch(specs, download, worker)
+            results = run_totask_batch(specs, download)
             _publish(app, head, results, worker)
             return len(results)
 

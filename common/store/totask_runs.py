@@ -14,10 +14,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, bindparam, delete, func, insert, or_, select, update
+from pydantic_core import to_json
+from sqlalchemy import Connection, and_, bindparam, delete, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from common.models import TaskCompletionResult, TaskSpec
+from common.store.bulk import driver_value
 from common.store.filters import compile_filters
 from common.store.leases import FAILED, lease_picked
 from common.store.lifecycle import now
@@ -259,43 +261,94 @@ def apply_labels_fast(store: Store, results: Sequence[TaskCompletionResult]) -> 
                 else:
                     updates.append({**key, "v": r.labels.version})
                 task_rows.append({"w_id": task.id, "w_token": r.lease_token})
-            if inserts:
-                conn.execute(
-                    insert(label_rows),
-                    [
-                        {"project_id": k["p"], "data_hash": k["h"], "branch": k["b"], "objects": k["objects"],
-                         "version": 1, "updated_at": at}
-                        for k in inserts
-                    ],
-                )  # fmt: skip
-            if updates:
-                done = conn.execute(
-                    update(label_rows)
-                    .where(
-                        label_rows.c.project_id == bindparam("p"),
-                        label_rows.c.data_hash == bindparam("h"),
-                        label_rows.c.branch == bindparam("b"),
-                        label_rows.c.version == bindparam("v"),
-                    )
-                    .values(objects=bindparam("objects"), version=label_rows.c.version + 1, updated_at=at),
-                    updates,
-                )
-                if done.rowcount != len(updates):
-                    raise _Mismatch
-            done = conn.execute(
-                update(tasks)
-                .where(tasks.c.id == bindparam("w_id"), tasks.c.lease_token == bindparam("w_token"))
-                .values(
-                    lease_token=None, lease_deadline=None, attempts=0, last_error=None,
-                    version=tasks.c.version + 1, updated_at=at,
-                ),
-                task_rows,
-            )  # fmt: skip
-            if done.rowcount != len(task_rows):
-                raise _Mismatch
+            if store.is_sqlite:
+                _write_sqlite(conn, inserts, updates, task_rows, at)
+            else:
+                _write(conn, inserts, updates, task_rows, at)
     except (_Mismatch, IntegrityError):
         return None  # rolled back; the per-result path sorts it out
     return [str(r.task_uuid) for r in results]
+
+
+def _write(
+    conn: Connection,
+    inserts: list[dict[str, Any]],
+    updates: list[dict[str, Any]],
+    task_rows: list[dict[str, Any]],
+    at: datetime,
+) -> None:
+    """The fast path's writes through SQLAlchemy (PostgreSQL)."""
+    if inserts:
+        conn.execute(
+            insert(label_rows),
+            [
+                {"project_id": k["p"], "data_hash": k["h"], "branch": k["b"], "objects": k["objects"],
+                 "version": 1, "updated_at": at}
+                for k in inserts
+            ],
+        )  # fmt: skip
+    if updates:
+        done = conn.execute(
+            update(label_rows)
+            .where(
+                label_rows.c.project_id == bindparam("p"),
+                label_rows.c.data_hash == bindparam("h"),
+                label_rows.c.branch == bindparam("b"),
+                label_rows.c.version == bindparam("v"),
+            )
+            .values(objects=bindparam("objects"), version=label_rows.c.version + 1, updated_at=at),
+            updates,
+        )
+        if done.rowcount != len(updates):
+            raise _Mismatch
+    done = conn.execute(
+        update(tasks)
+        .where(tasks.c.id == bindparam("w_id"), tasks.c.lease_token == bindparam("w_token"))
+        .values(
+            lease_token=None, lease_deadline=None, attempts=0, last_error=None,
+            version=tasks.c.version + 1, updated_at=at,
+        ),
+        task_rows,
+    )  # fmt: skip
+    if done.rowcount != len(task_rows):
+        raise _Mismatch
+
+
+# The same three writes as driver statements (SQLite): SQLAlchemy's per-row parameter
+# processing and json.dumps cost more than the writes; pydantic's Rust JSON encoder and
+# one converted timestamp do the same job.
+_SQLITE_INSERT = (
+    "INSERT INTO label_rows (project_id, data_hash, branch, objects, version, updated_at) VALUES (?, ?, ?, ?, 1, ?)"
+)
+_SQLITE_UPDATE = (
+    "UPDATE label_rows SET objects = ?, version = version + 1, updated_at = ? "
+    "WHERE project_id = ? AND data_hash = ? AND branch = ? AND version = ?"
+)
+_SQLITE_RELEASE = (
+    "UPDATE tasks SET lease_token = NULL, lease_deadline = NULL, attempts = 0, last_error = NULL, "
+    "version = version + 1, updated_at = ? WHERE id = ? AND lease_token = ?"
+)
+
+
+def _write_sqlite(
+    conn: Connection,
+    inserts: list[dict[str, Any]],
+    updates: list[dict[str, Any]],
+    task_rows: list[dict[str, Any]],
+    at: datetime,
+) -> None:
+    stamp = driver_value(conn, label_rows.c.updated_at, at)
+    if inserts:
+        conn.exec_driver_sql(
+            _SQLITE_INSERT, [(k["p"], k["h"], k["b"], to_json(k["objects"]).decode(), stamp) for k in inserts]
+        )
+    if updates:
+        rows = [(to_json(k["objects"]).decode(), stamp, k["p"], k["h"], k["b"], k["v"]) for k in updates]
+        if conn.exec_driver_sql(_SQLITE_UPDATE, rows).rowcount != len(updates):
+            raise _Mismatch
+    done = conn.exec_driver_sql(_SQLITE_RELEASE, [(stamp, t["w_id"], t["w_token"]) for t in task_rows])
+    if done.rowcount != len(task_rows):
+        raise _Mismatch
 
 
 class _Mismatch(Exception):

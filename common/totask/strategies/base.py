@@ -64,17 +64,24 @@ def context_of(spec: TaskSpec, source: str) -> ConvertContext:
     )
 
 
-def stamp(objects: Sequence[AnnotationObject], provenance: Provenance, id_prefix: str = "") -> list[AnnotationObject]:
-    """Copies of the objects carrying the run's provenance (and, for predictions, run-unique ids)."""
-    return [o.model_copy(update={"provenance": provenance, "id": f"{id_prefix}{o.id}"}) for o in objects]
+def stamp(objects: Sequence[AnnotationObject], provenance: Provenance, id_prefix: str = "") -> list[dict[str, Any]]:
+    """The objects as label-row JSON carrying the run's provenance (and, for predictions,
+    run-unique ids): what :func:`success` writes."""
+    prov = provenance.model_dump(mode="json", exclude_none=True)
+    out = []
+    for o in objects:
+        wire = o.wire()
+        wire["id"] = f"{id_prefix}{o.id}"
+        wire["provenance"] = prov
+        out.append(wire)
+    return out
 
 
-def _labels(spec: TaskSpec, objects: Sequence[AnnotationObject]) -> LabelPayload:
+def _labels(spec: TaskSpec, new: list[dict[str, Any]]) -> LabelPayload:
     # With the current labels in the spec, keep what others made and replace only what this
     # run made before (a redelivered message) or what carries the same ids (a re-applied file).
-    new = [o.wire() for o in objects]
     if spec.labels is None:
-        return LabelPayload(branch=spec.label_branch_name, objects=new)
+        return LabelPayload.model_construct(branch=spec.label_branch_name, version=0, objects=new)
     ids = {o["id"] for o in new}
     kept = [
         o
@@ -82,13 +89,13 @@ def _labels(spec: TaskSpec, objects: Sequence[AnnotationObject]) -> LabelPayload
         if o.get("id") not in ids
         and not (spec.run_id and isinstance(o.get("provenance"), dict) and o["provenance"].get("run_id") == spec.run_id)
     ]
-    return LabelPayload(branch=spec.labels.branch, version=spec.labels.version, objects=kept + new)
+    return LabelPayload.model_construct(branch=spec.labels.branch, version=spec.labels.version, objects=kept + new)
 
 
 def success(
-    spec: TaskSpec, objects: Sequence[AnnotationObject], started: datetime, pathway: UUID | None = None
+    spec: TaskSpec, objects: list[dict[str, Any]], started: datetime, pathway: UUID | None = None
 ) -> TaskCompletionResult:
-    """A successful result carrying the task's new label row."""
+    """A successful result carrying the task's new label row (``objects`` from :func:`stamp`)."""
     return TaskCompletionResult(
         task_uuid=spec.uuid,
         stage_uuid=spec.stage_uuid,

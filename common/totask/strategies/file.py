@@ -89,5 +89,4 @@ class FileStrategy:
         check_bounds(parsed.objects, ctx.width or parsed.width, ctx.height or parsed.height)
         objects = postprocess(parsed.objects, params.pre_processor_params)
         prov = Provenance(run_id=spec.run_id, method="file", source=url)
-        stamped = stamp(objects, prov)
-        return success(spec, stamped, started, choose_pathway(spec, stamped, params.route))
+        return success(spec, stamp(objects, prov), started, choose_pathway(spec, objects, params.route))

@@ -174,6 +174,6 @@ class InferenceStrategy:
             )
             # Prefixing with the run keeps two runs' predictions apart on one label row.
             stamped = stamp(objects, prov, f"{(spec.run_id or 'pred')[:8]}-")
-            return success(spec, stamped, started, choose_pathway(spec, stamped, params.route))
+            return success(spec, stamped, started, choose_pathway(spec, objects, params.route))
         except AnnoflowError as e:
             return failure(spec, str(e), started)
