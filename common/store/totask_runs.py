@@ -261,62 +261,15 @@ def apply_labels_fast(store: Store, results: Sequence[TaskCompletionResult]) -> 
                 else:
                     updates.append({**key, "v": r.labels.version})
                 task_rows.append({"w_id": task.id, "w_token": r.lease_token})
-            if store.is_sqlite:
-                _write_sqlite(conn, inserts, updates, task_rows, at)
-            else:
-                _write(conn, inserts, updates, task_rows, at)
+            _write(conn, inserts, updates, task_rows, at)
     except (_Mismatch, IntegrityError):
         return None  # rolled back; the per-result path sorts it out
     return [str(r.task_uuid) for r in results]
 
 
-def _write(
-    conn: Connection,
-    inserts: list[dict[str, Any]],
-    updates: list[dict[str, Any]],
-    task_rows: list[dict[str, Any]],
-    at: datetime,
-) -> None:
-    """The fast path's writes through SQLAlchemy (PostgreSQL)."""
-    if inserts:
-        conn.execute(
-            insert(label_rows),
-            [
-                {"project_id": k["p"], "data_hash": k["h"], "branch": k["b"], "objects": k["objects"],
-                 "version": 1, "updated_at": at}
-                for k in inserts
-            ],
-        )  # fmt: skip
-    if updates:
-        done = conn.execute(
-            update(label_rows)
-            .where(
-                label_rows.c.project_id == bindparam("p"),
-                label_rows.c.data_hash == bindparam("h"),
-                label_rows.c.branch == bindparam("b"),
-                label_rows.c.version == bindparam("v"),
-            )
-            .values(objects=bindparam("objects"), version=label_rows.c.version + 1, updated_at=at),
-            updates,
-        )
-        if done.rowcount != len(updates):
-            raise _Mismatch
-    done = conn.execute(
-        update(tasks)
-        .where(tasks.c.id == bindparam("w_id"), tasks.c.lease_token == bindparam("w_token"))
-        .values(
-            lease_token=None, lease_deadline=None, attempts=0, last_error=None,
-            version=tasks.c.version + 1, updated_at=at,
-        ),
-        task_rows,
-    )  # fmt: skip
-    if done.rowcount != len(task_rows):
-        raise _Mismatch
-
-
-# The same three writes as driver statements (SQLite): SQLAlchemy's per-row parameter
-# processing and json.dumps cost more than the writes; pydantic's Rust JSON encoder and
-# one converted timestamp do the same job.
+# SQLite takes the writes as driver statements: SQLAlchemy's per-row parameter processing
+# and json.dumps cost more than the writes; pydantic's Rust JSON encoder and one converted
+# timestamp do the same job.
 _SQLITE_INSERT = (
     "INSERT INTO label_rows (project_id, data_hash, branch, objects, version, updated_at) VALUES (?, ?, ?, ?, 1, ?)"
 )
@@ -330,23 +283,61 @@ _SQLITE_RELEASE = (
 )
 
 
-def _write_sqlite(
+def _write(
     conn: Connection,
     inserts: list[dict[str, Any]],
     updates: list[dict[str, Any]],
     task_rows: list[dict[str, Any]],
     at: datetime,
 ) -> None:
+    """The fast path's three writes: new label rows, updated label rows, released leases.
+
+    Raises:
+        _Mismatch: a label row or a lease changed since it was read.
+    """
+    sqlite = conn.dialect.name == "sqlite"
     stamp = driver_value(conn, label_rows.c.updated_at, at)
-    if inserts:
-        conn.exec_driver_sql(
-            _SQLITE_INSERT, [(k["p"], k["h"], k["b"], to_json(k["objects"]).decode(), stamp) for k in inserts]
+    if inserts and sqlite:
+        rows = [(k["p"], k["h"], k["b"], to_json(k["objects"]).decode(), stamp) for k in inserts]
+        conn.exec_driver_sql(_SQLITE_INSERT, rows)
+    elif inserts:
+        conn.execute(
+            insert(label_rows),
+            [
+                {"project_id": k["p"], "data_hash": k["h"], "branch": k["b"], "objects": k["objects"],
+                 "version": 1, "updated_at": at}
+                for k in inserts
+            ],
+        )  # fmt: skip
+    if updates and sqlite:
+        changed = [(to_json(k["objects"]).decode(), stamp, k["p"], k["h"], k["b"], k["v"]) for k in updates]
+        done: Any = conn.exec_driver_sql(_SQLITE_UPDATE, changed)
+    elif updates:
+        done = conn.execute(
+            update(label_rows)
+            .where(
+                label_rows.c.project_id == bindparam("p"),
+                label_rows.c.data_hash == bindparam("h"),
+                label_rows.c.branch == bindparam("b"),
+                label_rows.c.version == bindparam("v"),
+            )
+            .values(objects=bindparam("objects"), version=label_rows.c.version + 1, updated_at=at),
+            updates,
         )
-    if updates:
-        rows = [(to_json(k["objects"]).decode(), stamp, k["p"], k["h"], k["b"], k["v"]) for k in updates]
-        if conn.exec_driver_sql(_SQLITE_UPDATE, rows).rowcount != len(updates):
-            raise _Mismatch
-    done = conn.exec_driver_sql(_SQLITE_RELEASE, [(stamp, t["w_id"], t["w_token"]) for t in task_rows])
+    if updates and done.rowcount != len(updates):
+        raise _Mismatch
+    if sqlite:
+        done = conn.exec_driver_sql(_SQLITE_RELEASE, [(stamp, t["w_id"], t["w_token"]) for t in task_rows])
+    else:
+        done = conn.execute(
+            update(tasks)
+            .where(tasks.c.id == bindparam("w_id"), tasks.c.lease_token == bindparam("w_token"))
+            .values(
+                lease_token=None, lease_deadline=None, attempts=0, last_error=None,
+                version=tasks.c.version + 1, updated_at=at,
+            ),
+            task_rows,
+        )  # fmt: skip
     if done.rowcount != len(task_rows):
         raise _Mismatch
 

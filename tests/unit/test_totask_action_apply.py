@@ -12,7 +12,14 @@ from common.models import LabelPayload, TaskCompletionResult, TaskSpec
 from common.specs import build_specs
 from common.store import LabelRow, Store
 from common.store.schema import tasks
-from common.store.totask_runs import claim_by_ids, list_failures, release_leases, restore_labels, snapshot_labels
+from common.store.totask_runs import (
+    apply_labels_fast,
+    claim_by_ids,
+    list_failures,
+    release_leases,
+    restore_labels,
+    snapshot_labels,
+)
 from common.totask.queues import TotaskHeader, TotaskResults
 from common.workflow import Workflow
 from producer.totask_apply import InFlight, RunApplier
@@ -139,3 +146,36 @@ def test_a_label_row_saved_meanwhile_fails_only_that_task(store: Store, seed_wor
     # And a rollback leaves the person's row alone (the run never wrote it)
     assert restore_labels(store, run.id) == 1
     assert store.get_label_row(project.id, str(a.data_hash)).objects == HUMAN
+
+
+def test_fast_path_inserts_and_updates_rows_and_clears_leases(store: Store, seed_workflow: Workflow) -> None:
+    # Given two claimed tasks: A with a person's labels (row version 1), B with none
+    project = make_project(store, seed_workflow, ["A", "B"])
+    by_title = {t.data_title: t for t in store.iter_tasks(project.id)}
+    store.save_label_row(
+        LabelRow(project_id=project.id, data_hash=by_title["A"].data_hash, branch="main", objects=HUMAN, version=0)
+    )
+    run = store.create_run(project.id, "totask", "r", {})
+    claimed = claim_by_ids(store, [t.id for t in by_title.values()], f"L{run.id.replace('-', '')}:", 60)
+    stage = store.workflow(project.id).stages[claimed[0].stage_uuid]
+    specs = build_specs(store, project, stage, claimed, include_labels=True, kind="totask.file", run_id=run.id)
+    new = [{"id": "p1", "class_id": 1, "type": "bbox", "coordinates": {"x": 1.5, "y": 2, "width": 3, "height": 4}}]
+
+    # When every result still fits (leases held, rows unchanged)
+    applied = apply_labels_fast(store, [_result(s, True, new) for s in specs])
+
+    # Then all are applied in one go: A's row updated (version 2), B's inserted (version 1)
+    assert sorted(applied or []) == sorted(str(s.uuid) for s in specs)
+    row_a = store.get_label_row(project.id, by_title["A"].data_hash)
+    row_b = store.get_label_row(project.id, by_title["B"].data_hash)
+    assert (row_a.objects, row_a.version) == ([*HUMAN, *new], 2)
+    assert (row_b.objects, row_b.version) == (new, 1)
+    # And the leases are cleared, the tasks still in their stage, one version further
+    for t in claimed:
+        now_t = store.get_task(t.uuid)
+        assert now_t.lease_token is None and now_t.stage_uuid == t.stage_uuid and now_t.version == t.version + 1
+
+    # When the same results arrive again (their leases are gone)
+    # Then the fast path declines and writes nothing
+    assert apply_labels_fast(store, [_result(s, True, new) for s in specs]) is None
+    assert store.get_label_row(project.id, by_title["B"].data_hash).version == 1
