@@ -21,8 +21,8 @@ from sqlalchemy import text
 from common.enums import Action
 from common.errors import InvalidInputError
 from common.store import ActionRequest, DataFile, DataUnit, Store, compile_filters
+from common.store.importing import IMPORT_BATCH
 from common.store.schema import tasks
-from common.store.store import IMPORT_BATCH
 from common.workflow import Workflow, parse_workflow
 
 __all__ = ["BENCH_WORKFLOW", "bench_store", "rss_mb"]

@@ -9,7 +9,7 @@ from pathlib import Path
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from common.store.store import IMPORT_BATCH
+from common.store.importing import IMPORT_BATCH
 from producer.bench_store import bench_store
 from producer.cli import console, group
 
