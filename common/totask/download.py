@@ -32,6 +32,7 @@ from common.errors import AnnoflowError, InvalidInputError, NotFoundError, Trans
 __all__ = ["DownloadSettings", "Fetcher", "parse_json"]
 
 _MB = 1024 * 1024
+_CHUNK = 256 * 1024  # read size: small files arrive in one read, big ones never all at once
 
 
 class DownloadSettings(BaseModel):
@@ -230,11 +231,14 @@ class Fetcher:
                 declared = resp.headers.get("content-length")
                 if declared and declared.isdigit() and int(declared) > s.max_bytes:
                     raise self._too_large(url, what, int(declared))
-                body = resp.read(s.max_bytes + 1)  # read to the end, or one byte past the cap
-                if len(body) > s.max_bytes:  # the header may lie or be absent
-                    raise self._too_large(url, what, None)
+                chunks, total = [], 0
+                for chunk in resp.stream(_CHUNK):
+                    total += len(chunk)
+                    if total > s.max_bytes:  # the header may lie or be absent
+                        raise self._too_large(url, what, None)
+                    chunks.append(chunk)
                 complete = True
-                return bytes(body)
+                return b"".join(chunks)
             except (UrllibTimeout, HTTPError) as e:  # while reading the body
                 last = _transport_failure(e)
             finally:
