@@ -93,9 +93,9 @@ class RunApplier:
             self._failure(waiting, r, r.error or "the worker gave no reason") for r in batch.results if not r.success
         ]
         applied = []
-        fast = apply_labels_fast(self.store, successes)
+        fast = apply_labels_fast(self.store, successes, self.run_id)  # backups marked applied with the rows
         if fast is not None:
-            applied = [waiting.tasks[u][0] for u in fast]
+            self.counts.success += len(fast)
             self.changed.extend(fast)
         else:  # something changed under the run: decide result by result
             outcome = apply_results(self.store, successes, num_retries=0, hold_s=0.0)

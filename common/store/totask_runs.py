@@ -122,15 +122,19 @@ def snapshot_labels(store: Store, run_id: str, specs: Sequence[TaskSpec]) -> Non
 def mark_applied(store: Store, run_id: str, data_hashes: Sequence[str]) -> None:
     """Record that the run's labels for these data units were written."""
     with store.write() as conn:
-        for start in range(0, len(data_hashes), _CHUNK):
-            conn.execute(
-                update(run_label_backup)
-                .where(
-                    run_label_backup.c.run_id == run_id,
-                    run_label_backup.c.data_hash.in_(list(data_hashes[start : start + _CHUNK])),
-                )
-                .values(applied=1)
+        _mark_applied(conn, run_id, data_hashes)
+
+
+def _mark_applied(conn: Connection, run_id: str, data_hashes: Sequence[str]) -> None:
+    for start in range(0, len(data_hashes), _CHUNK):
+        conn.execute(
+            update(run_label_backup)
+            .where(
+                run_label_backup.c.run_id == run_id,
+                run_label_backup.c.data_hash.in_(list(data_hashes[start : start + _CHUNK])),
             )
+            .values(applied=1)
+        )
 
 
 def record_failures(store: Store, run_id: str, failures: Sequence[TaskFailure]) -> None:
@@ -225,13 +229,17 @@ def list_failures(store: Store, run_id: str, limit: int = 100) -> tuple[int, lis
     return total, [FailureRecord(t, d, e, a) for t, d, e, a in rows]
 
 
-def apply_labels_fast(store: Store, results: Sequence[TaskCompletionResult]) -> list[str] | None:
+def apply_labels_fast(
+    store: Store, results: Sequence[TaskCompletionResult], run_id: str | None = None
+) -> list[str] | None:
     """Write successful ToTask results in a few statements; return the applied task uuids.
 
     The common case of a run: every task still holds the result's lease and every label
     row still has the version the worker merged into. Then the rows are inserted or
     updated with one executemany each, and the leases cleared with one more (the task
-    stays in its stage). If anything differs (a lease lost, a row saved meanwhile),
+    stays in its stage). With ``run_id``, the run's label backups of those rows are
+    marked applied in the same transaction, so a rollback after a crash restores every
+    row the run wrote. If anything differs (a lease lost, a row saved meanwhile),
     nothing is written and None is returned: the caller applies the message through
     :func:`common.store.apply.apply_results`, which decides result by result.
     """
@@ -262,6 +270,8 @@ def apply_labels_fast(store: Store, results: Sequence[TaskCompletionResult]) -> 
                     updates.append({**key, "v": r.labels.version})
                 task_rows.append({"w_id": task.id, "w_token": r.lease_token})
             _write(conn, inserts, updates, task_rows, at)
+            if run_id is not None:
+                _mark_applied(conn, run_id, [k["h"] for k in inserts + updates])
     except (_Mismatch, IntegrityError):
         return None  # rolled back; the per-result path sorts it out
     return [str(r.task_uuid) for r in results]

@@ -159,10 +159,11 @@ def test_fast_path_inserts_and_updates_rows_and_clears_leases(store: Store, seed
     claimed = claim_by_ids(store, [t.id for t in by_title.values()], f"L{run.id.replace('-', '')}:", 60)
     stage = store.workflow(project.id).stages[claimed[0].stage_uuid]
     specs = build_specs(store, project, stage, claimed, include_labels=True, kind="totask.file", run_id=run.id)
+    snapshot_labels(store, run.id, specs)
     new = [{"id": "p1", "class_id": 1, "type": "bbox", "coordinates": {"x": 1.5, "y": 2, "width": 3, "height": 4}}]
 
     # When every result still fits (leases held, rows unchanged)
-    applied = apply_labels_fast(store, [_result(s, True, new) for s in specs])
+    applied = apply_labels_fast(store, [_result(s, True, new) for s in specs], run.id)
 
     # Then all are applied in one go: A's row updated (version 2), B's inserted (version 1)
     assert sorted(applied or []) == sorted(str(s.uuid) for s in specs)
@@ -177,5 +178,11 @@ def test_fast_path_inserts_and_updates_rows_and_clears_leases(store: Store, seed
 
     # When the same results arrive again (their leases are gone)
     # Then the fast path declines and writes nothing
-    assert apply_labels_fast(store, [_result(s, True, new) for s in specs]) is None
+    assert apply_labels_fast(store, [_result(s, True, new) for s in specs], run.id) is None
     assert store.get_label_row(project.id, by_title["B"].data_hash).version == 1
+
+    # When the run is rolled back
+    # Then both rows were marked applied with the write: A is the person's again, B's row is gone
+    assert restore_labels(store, run.id) == 2
+    assert store.get_label_row(project.id, by_title["A"].data_hash).objects == HUMAN
+    assert store.get_label_row(project.id, by_title["B"].data_hash).version == 0
