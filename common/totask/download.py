@@ -166,13 +166,27 @@ class Fetcher:
             return []
         _, pool = self._ensure()
 
-        def one(u: str) -> Any:
-            try:
-                return fn(u)
-            except AnnoflowError as e:
-                return e
+        out: list[Any] = [None] * len(urls)
+        todo = enumerate(urls)  # shared: each thread takes the next URL when it is free
+        taking = threading.Lock()
 
-        return list(pool.map(one, urls))
+        def drain() -> None:
+            while True:
+                with taking:
+                    item = next(todo, None)
+                if item is None:
+                    return
+                i, u = item
+                try:
+                    out[i] = fn(u)
+                except AnnoflowError as e:
+                    out[i] = e
+
+        # A handful of long-lived jobs instead of a future per URL (thread hand-offs per
+        # file cost more than reading a small file).
+        for job in [pool.submit(drain) for _ in range(min(self.settings.concurrency, len(urls)))]:
+            job.result()
+        return out
 
     def _local(self, url: str, what: str) -> bytes:
         parsed = urlparse(url)

@@ -31,25 +31,39 @@ class Provenance(BaseModel):
     source: str | None = Field(None, description="annotation file URL, for the file method")
 
 
+def _is_num(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
 def _num(value: Any, what: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
+    if not _is_num(value):
         raise ValueError(f"{what} must be a number, got {value!r}")
     return float(value)
 
 
 def _points(raw: Any) -> list[list[float]]:
     # Points come as [[x, y], ...] or [{"x": .., "y": ..}, ...]; store the first form.
+    # The error text is built only on an error: this runs for every point of every file.
     if not isinstance(raw, list):
         raise ValueError(f"points must be a list of [x, y] pairs, got {type(raw).__name__}")
     out = []
     for i, p in enumerate(raw):
-        if isinstance(p, dict):
-            out.append([_num(p.get("x"), f"points[{i}].x"), _num(p.get("y"), f"points[{i}].y")])
-        elif isinstance(p, (list, tuple)) and len(p) == 2:
-            out.append([_num(p[0], f"points[{i}][0]"), _num(p[1], f"points[{i}][1]")])
+        if isinstance(p, (list, tuple)) and len(p) == 2:
+            x, y = p
+            names = (f"points[{i}][0]", f"points[{i}][1]")
+        elif isinstance(p, dict):
+            x, y = p.get("x"), p.get("y")
+            names = (f"points[{i}].x", f"points[{i}].y")
         else:
             raise ValueError(f"points[{i}] must be [x, y] or {{x, y}}, got {p!r}")
+        if not (_is_num(x) and _is_num(y)):
+            _num(x, names[0])
+            _num(y, names[1])
+        out.append([float(x), float(y)])
     return out
+
+
+_BBOX = {k: f"bbox {k}" for k in ("x", "y", "width", "height")}
 
 
 class AnnotationObject(BaseModel):
@@ -76,7 +90,7 @@ class AnnotationObject(BaseModel):
     def _coordinates(self) -> AnnotationObject:
         c = self.coordinates
         if self.type == "bbox":
-            norm = {k: _num(c.get(k), f"bbox {k}") for k in ("x", "y", "width", "height")}
+            norm = {k: _num(c.get(k), what) for k, what in _BBOX.items()}
             if norm["width"] < 0 or norm["height"] < 0:
                 raise ValueError(f"bbox width and height must be >= 0, got {norm['width']}x{norm['height']}")
             self.coordinates = {**c, **norm}
@@ -96,8 +110,20 @@ class AnnotationObject(BaseModel):
         return str(value) if value is not None else None
 
     def wire(self) -> dict[str, Any]:
-        """The object as JSON-ready data for a label row."""
-        return self.model_dump(mode="json", exclude_none=True)
+        """The object as JSON-ready data for a label row (what ``model_dump(mode="json",
+        exclude_none=True)`` gives, built by hand: it runs for every object of a run)."""
+        out: dict[str, Any] = {
+            "id": self.id,
+            "class_id": self.class_id,
+            "type": self.type,
+            "coordinates": self.coordinates,
+            "properties": self.properties,
+        }
+        if self.score is not None:
+            out["score"] = self.score
+        if self.provenance is not None:
+            out["provenance"] = self.provenance.model_dump(mode="json", exclude_none=True)
+        return out
 
 
 def bbox_of(obj: AnnotationObject) -> tuple[float, float, float, float] | None:

@@ -10,7 +10,7 @@ import pytest
 from common.errors import InvalidInputError
 from common.totask.download import parse_json
 from common.totask.formats import ConvertContext, convert_data_from_file, detect_format, load_converter
-from common.totask.objects import check_bounds
+from common.totask.objects import AnnotationObject, check_bounds
 
 SEED_NATIVE = {
     "objects": [
@@ -209,3 +209,27 @@ def test_json_parsing_limits() -> None:
     with pytest.raises(InvalidInputError, match="Invalid JSON format in annotation file"):
         parse_json(b"[" * 100_000 + b"]" * 100_000, "f.json")
     assert parse_json(b'{"objects": []}', "f.json") == {"objects": []}
+
+
+def test_wire_is_the_json_dump_of_every_object_type() -> None:
+    # Given one object of each type, with and without score, properties and provenance
+    raw = [
+        {"id": "a", "class_id": 1, "type": "bbox", "coordinates": {"x": 1, "y": 2, "width": 3, "height": 4}},
+        {"id": "b", "class_id": "car", "type": "polygon", "coordinates": {"points": [[1, 2], {"x": 3, "y": 4}, (5, 6)]},
+         "properties": {"k": [1, 2]}, "score": 0.5, "provenance": {"method": "file", "run_id": "r"}},
+        {"id": "c", "class_id": 2, "type": "polyline", "coordinates": {"points": [[0, 0], [1, 1]]}},
+        {"id": "d", "class_id": 3, "type": "keypoint", "coordinates": {"x": 1.5, "y": 2}, "score": 0.0},
+        {"id": "e", "class_id": 4, "type": "classification", "properties": {"label": "cat"}},
+    ]  # fmt: skip
+    for item in raw:
+        obj = AnnotationObject.model_validate(item)
+        # Then the hand-built label-row JSON is exactly pydantic's JSON dump
+        assert obj.wire() == obj.model_dump(mode="json", exclude_none=True)
+
+
+def test_bad_point_names_its_index_and_axis() -> None:
+    # Given a polygon whose second point has a string y
+    bad = {"id": "p", "class_id": 1, "type": "polygon", "coordinates": {"points": [[0, 0], [1, "2"], [3, 3]]}}
+    # Then validation names the point and the axis
+    with pytest.raises(ValueError, match=r"points\[1\]\[1\] must be a number, got '2'"):
+        AnnotationObject.model_validate(bad)
