@@ -37,6 +37,7 @@ __all__ = [
     "broker_url",
     "make_celery_app",
     "make_queue",
+    "publish_json",
     "redis_transport",
     "stage_queue_name",
     "stage_task_name",
@@ -99,6 +100,28 @@ def stage_task_name(project: str, stage_key: str) -> str:
 def make_queue(name: str) -> Queue:
     """A durable direct queue bound to an exchange of the same name."""
     return Queue(name, Exchange(name, type="direct"), routing_key=name)
+
+
+def publish_json(app: Celery, body: str, queue_name: str) -> None:
+    """Publish a JSON message to one queue; kombu retries while the broker is unreachable.
+
+    The default exchange delivers straight to the queue named by the routing key, as
+    Celery does for direct queues: publishing through the queue's named exchange would
+    cost a Redis lookup of its bindings per message.
+    """
+    queue = make_queue(queue_name)
+    with app.producer_or_acquire() as producer:
+        producer.publish(
+            body,
+            exchange="",
+            routing_key=queue_name,
+            content_type="application/json",
+            content_encoding="utf-8",
+            delivery_mode=2,
+            declare=[queue],
+            retry=True,
+            retry_policy={"max_retries": 20, "interval_start": 0.2, "interval_step": 0.5, "interval_max": 5},
+        )
 
 
 def broker_url(settings: Settings) -> str:

@@ -22,7 +22,7 @@ from celery.exceptions import SoftTimeLimitExceeded
 from celery.signals import worker_process_init
 
 from common.batches import encode_result_batch
-from common.celery_app import RESULTS_QUEUE, make_queue, stage_task_name
+from common.celery_app import RESULTS_QUEUE, publish_json, stage_task_name
 from common.loader import StageInfo, agents_of, load_runner
 from common.models import TaskCompletionResult, TaskSpec
 
@@ -55,23 +55,7 @@ def failure_results(specs: Sequence[str], error: str, worker: str) -> list[str]:
 
 def publish_results(app: Celery, header: dict[str, Any], results: list[str], worker: str) -> None:
     """Publish one results message for a batch; kombu retries while the broker is unreachable."""
-    body = encode_result_batch(json.dumps(header), worker, results)
-    queue = make_queue(RESULTS_QUEUE)
-    with app.producer_or_acquire() as producer:
-        producer.publish(
-            body,
-            # The default exchange delivers straight to the queue named by the
-            # routing key, as Celery does for direct queues: publishing through
-            # the named exchange costs a Redis lookup of its bindings per message.
-            exchange="",
-            routing_key=RESULTS_QUEUE,
-            content_type="application/json",
-            content_encoding="utf-8",
-            delivery_mode=2,
-            declare=[queue],
-            retry=True,
-            retry_policy={"max_retries": 20, "interval_start": 0.2, "interval_step": 0.5, "interval_max": 5},
-        )
+    publish_json(app, encode_result_batch(json.dumps(header), worker, results), RESULTS_QUEUE)
 
 
 def _run_batch(app: Celery, ref: str, stage_key: str, header: dict[str, Any], specs: list[str]) -> int:

@@ -24,7 +24,7 @@ from celery import Celery
 from celery.exceptions import SoftTimeLimitExceeded
 from celery.signals import worker_process_init
 
-from common.celery_app import PipelineSettings, make_celery_app, make_queue, run_worker
+from common.celery_app import PipelineSettings, make_celery_app, publish_json, run_worker
 from common.models import TaskCompletionResult, TaskSpec
 from common.settings import Settings
 from common.totask.download import DownloadSettings, Fetcher
@@ -90,19 +90,7 @@ def _publish(app: Celery, header: TotaskHeader, results: list[TaskCompletionResu
         + ",".join(r.model_dump_json() for r in results)
         + "]}"
     )
-    queue = make_queue(header.reply_to)
-    with app.producer_or_acquire() as producer:
-        producer.publish(
-            body,
-            exchange=queue.exchange,
-            routing_key=header.reply_to,
-            content_type="application/json",
-            content_encoding="utf-8",
-            delivery_mode=2,
-            declare=[queue],
-            retry=True,
-            retry_policy={"max_retries": 20, "interval_start": 0.2, "interval_step": 0.5, "interval_max": 5},
-        )
+    publish_json(app, body, header.reply_to)
 
 
 def register_totask_tasks(app: Celery, download: DownloadSettings) -> list[str]:

@@ -1,7 +1,7 @@
 """Fetching annotation files and images: http(s) with a pooled client, file:// and paths under roots.
 
-A worker downloads a whole batch at once on a thread pool over one urllib3 connection pool
-(thread-safe and about three times cheaper per request than httpx's, which matters with
+A worker downloads a whole batch at once on a thread pool, each thread over its own
+kept-alive connections (:mod:`common.totask.http`, cheap per request, which matters with
 many small files),
 with timeouts, retries with exponential backoff on timeouts, connection errors and 5xx
 (never on 4xx: asking again will not change the answer), a size cap, and JSON parsing
@@ -11,6 +11,7 @@ after import gets its own.
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import random
@@ -22,12 +23,10 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlparse
 
-import urllib3
 from pydantic import BaseModel, Field
-from urllib3.exceptions import HTTPError, MaxRetryError
-from urllib3.exceptions import TimeoutError as UrllibTimeout
 
 from common.errors import AnnoflowError, InvalidInputError, NotFoundError, TransientError
+from common.totask.http import HttpClient, HttpFailure
 
 __all__ = ["DownloadSettings", "Fetcher", "parse_json"]
 
@@ -101,22 +100,16 @@ class Fetcher:
         self._roots = [r.resolve() for r in self.settings.allowed_roots]
         self._lock = threading.Lock()
         self._pid = -1
-        self._client: urllib3.PoolManager | None = None
+        self._client: HttpClient | None = None
         self._pool: ThreadPoolExecutor | None = None
 
-    def _ensure(self) -> tuple[urllib3.PoolManager, ThreadPoolExecutor]:
+    def _ensure(self) -> tuple[HttpClient, ThreadPoolExecutor]:
         with self._lock:
             if self._client is None or self._pool is None or self._pid != os.getpid():
                 # After a fork the parent's sockets and threads are not ours: start afresh.
                 s = self.settings
-                self._client = urllib3.PoolManager(
-                    maxsize=s.concurrency,  # kept-alive connections per host
-                    block=True,  # never more than that open to one host
-                    timeout=urllib3.Timeout(connect=s.connect_timeout, read=s.read_timeout),
-                    # Our own loop retries (with backoff, and only what is worth retrying);
-                    # redirects are followed, as a browser would.
-                    retries=urllib3.Retry(total=None, connect=0, read=0, status=0, other=0, redirect=5),
-                )
+                # One kept-alive connection per host per thread: at most `concurrency` to a host.
+                self._client = HttpClient(s.connect_timeout, s.read_timeout)
                 self._pool = ThreadPoolExecutor(max_workers=s.concurrency, thread_name_prefix="totask-fetch")
                 self._pid = os.getpid()
             return self._client, self._pool
@@ -126,7 +119,7 @@ class Fetcher:
         with self._lock:
             if self._pid == os.getpid():
                 if self._client is not None:
-                    self._client.clear()
+                    self._client.close()
                 if self._pool is not None:
                     self._pool.shutdown(wait=False)
             self._client, self._pool, self._pid = None, None, -1
@@ -225,50 +218,35 @@ class Fetcher:
             if attempt:
                 delay = min(s.max_backoff, s.backoff * 2 ** (attempt - 1))
                 time.sleep(delay * (0.5 + random.random() / 2))  # jitter: retries of a batch do not stampede
-            complete = False
             try:
-                resp = client.request("GET", url, preload_content=False)
-            except (UrllibTimeout, MaxRetryError, HTTPError) as e:
-                last = _transport_failure(e)
-                continue
-            try:
-                if resp.status >= 500:
-                    last = f"HTTP {resp.status}"
-                    continue
-                if resp.status == 404:
-                    raise NotFoundError(f"Failed to download {what} from URL {url}: HTTP 404; check the URL")
-                if resp.status >= 400:
-                    raise InvalidInputError(
-                        f"Failed to download {what} from URL {url}: HTTP {resp.status}; "
-                        "check the URL and its access rights"
-                    )
-                declared = resp.headers.get("content-length")
-                if declared and declared.isdigit() and int(declared) > s.max_bytes:
-                    raise self._too_large(url, what, int(declared))
-                chunks, total = [], 0
-                for chunk in resp.stream(_CHUNK):
-                    total += len(chunk)
-                    if total > s.max_bytes:  # the header may lie or be absent
-                        raise self._too_large(url, what, None)
-                    chunks.append(chunk)
-                complete = True
-                return b"".join(chunks)
-            except (UrllibTimeout, HTTPError) as e:  # while reading the body
-                last = _transport_failure(e)
-            finally:
-                # A body read to its end lets the connection be reused; otherwise it is closed.
-                if not complete:
-                    resp.close()
-                resp.release_conn()
+                with client.get(url) as resp:
+                    if resp.status >= 500:
+                        last = f"HTTP {resp.status}"
+                        continue
+                    if resp.status == 404:
+                        raise NotFoundError(f"Failed to download {what} from URL {url}: HTTP 404; check the URL")
+                    if resp.status >= 400:
+                        raise InvalidInputError(
+                            f"Failed to download {what} from URL {url}: HTTP {resp.status}; "
+                            "check the URL and its access rights"
+                        )
+                    declared = resp.getheader("content-length")
+                    if declared and declared.isdigit() and int(declared) > s.max_bytes:
+                        raise self._too_large(url, what, int(declared))
+                    chunks, total = [], 0
+                    while chunk := resp.read(_CHUNK):
+                        total += len(chunk)
+                        if total > s.max_bytes:  # the header may lie or be absent
+                            raise self._too_large(url, what, None)
+                        chunks.append(chunk)
+                    return b"".join(chunks)
+            except HttpFailure as e:
+                last = str(e)
+            except TimeoutError as e:  # while reading the body
+                last = f"timed out ({type(e).__name__})"
+            except (OSError, http.client.HTTPException) as e:
+                last = f"connection failed ({type(e).__name__}: {e})"
         raise TransientError(
             f"Failed to download {what} from URL {url}: {last} after {s.retries + 1} attempts; "
             "check the server is up and reachable from the workers"
         )
-
-
-def _transport_failure(e: Exception) -> str:
-    """Describe a urllib3 failure as the retry message names it."""
-    reason = e.reason if isinstance(e, MaxRetryError) and e.reason is not None else e
-    if isinstance(reason, UrllibTimeout):
-        return f"timed out ({type(reason).__name__})"
-    return f"connection failed ({type(reason).__name__}: {reason})"

@@ -81,7 +81,7 @@ def _labels(spec: TaskSpec, new: list[dict[str, Any]]) -> LabelPayload:
     # With the current labels in the spec, keep what others made and replace only what this
     # run made before (a redelivered message) or what carries the same ids (a re-applied file).
     if spec.labels is None:
-        return LabelPayload.model_construct(branch=spec.label_branch_name, version=0, objects=new)
+        return LabelPayload(branch=spec.label_branch_name, version=0, objects=new)
     ids = {o["id"] for o in new}
     kept = [
         o
@@ -89,18 +89,14 @@ def _labels(spec: TaskSpec, new: list[dict[str, Any]]) -> LabelPayload:
         if o.get("id") not in ids
         and not (spec.run_id and isinstance(o.get("provenance"), dict) and o["provenance"].get("run_id") == spec.run_id)
     ]
-    return LabelPayload.model_construct(branch=spec.labels.branch, version=spec.labels.version, objects=kept + new)
+    return LabelPayload(branch=spec.labels.branch, version=spec.labels.version, objects=kept + new)
 
 
 def success(
     spec: TaskSpec, objects: list[dict[str, Any]], started: datetime, pathway: UUID | None = None
 ) -> TaskCompletionResult:
-    """A successful result carrying the task's new label row (``objects`` from :func:`stamp`).
-
-    Built without validation: every value comes from the validated spec or from
-    :func:`stamp`, and this runs once per task of a run.
-    """
-    return TaskCompletionResult.model_construct(
+    """A successful result carrying the task's new label row (``objects`` from :func:`stamp`)."""
+    return TaskCompletionResult(
         task_uuid=spec.uuid,
         stage_uuid=spec.stage_uuid,
         success=True,
