@@ -111,11 +111,15 @@ class ResultApplier:
                     try:
                         conn.drain_events(timeout=0.2)
                     except TimeoutError:
+                        if self.observer is not None:
+                            self.observer.flush()  # quiet queue: the metrics catch up
                         if idle_exit is not None and idle_exit():
                             break
                     except OSError as e:
                         log.warning("broker connection trouble (%s); reconnecting", e)
                         conn.ensure_connection(max_retries=10)
+        if self.observer is not None:
+            self.observer.flush()
         return self.stats
 
     # -------------------------------------------------------------- messages

@@ -121,6 +121,9 @@ class AppliedTasks:
     def dead_letter(self) -> None:
         """Nothing to keep: a dead letter changed no task."""
 
+    def flush(self) -> None:
+        """Nothing to do: the uuids are kept in memory."""
+
 
 @dataclass
 class RunLineage:
