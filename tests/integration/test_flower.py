@@ -1,6 +1,6 @@
 """Flower watches annoflow: real Flower with basic auth, real workers, a job, Flower's HTTP API.
 
-Redis database 14 is this test's own (flushed before and after); the store is a
+The test takes a free Redis database (flushed before and after); the store is a
 SQLite file in the test's temp folder.
 """
 
@@ -14,36 +14,25 @@ from typing import Any
 
 import httpx
 import pytest
-import redis
 
 from common.store import Store
-from common.workflow import load_workflow
-from tests.helpers import make_units
-from tests.integration.pipeline_env import ROOT, WORKFLOW, Pipeline, kill_group, run_in_thread, wait_until
+from tests.integration.pipeline_env import ROOT, Pipeline, pipeline_for, run_in_thread, wait_until
 from tests.servers import free_port, require_redis
 
 pytestmark = pytest.mark.integration
 
-REDIS_DB = 14
 AUTH = ("ops", "flower-test-secret")
 
 
 @pytest.fixture
 def pipe(tmp_path: Path) -> Iterator[Pipeline]:
     require_redis()
-    client = redis.Redis(db=REDIS_DB)
-    client.flushdb()
     store = Store.open(f"sqlite:///{tmp_path / 'store.db'}")
-    project = store.create_project("pipe", load_workflow(WORKFLOW))
-    store.add_data_units(project.id, store.dataset(project.id, "items"), make_units([f"item-{i}" for i in range(12)]))
-    p = Pipeline(f"redis://127.0.0.1:6379/{REDIS_DB}", store, project, tmp_path)
     try:
-        yield p
+        with pipeline_for(store, tmp_path, [f"item-{i}" for i in range(12)]) as p:
+            yield p
     finally:
-        for proc in p.procs:
-            kill_group(proc)
         store.close()
-        client.flushdb()
 
 
 def start_flower(pipe: Pipeline, port: int) -> subprocess.Popen[bytes]:

@@ -1,6 +1,6 @@
 """The producer's /metrics during a run: real producer, applier and worker processes on Redis.
 
-Redis database 4 is this test's own (flushed before and after); the store is a
+The test takes a free Redis database (flushed before and after); the store is a
 SQLite file that the three processes share.
 """
 
@@ -11,38 +11,26 @@ from pathlib import Path
 
 import httpx
 import pytest
-import redis
 from prometheus_client.parser import text_string_to_metric_families
 
 from common.store import Store
-from common.workflow import load_workflow
-from tests.helpers import make_units
-from tests.integration.pipeline_env import AGENTS, WORKFLOW, Pipeline, kill_group, wait_until
+from tests.integration.pipeline_env import AGENTS, Pipeline, pipeline_for, wait_until
 from tests.servers import free_port, require_redis
 
 pytestmark = pytest.mark.integration
 
-REDIS_DB = 4
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
 
 @pytest.fixture
 def pipe(tmp_path: Path) -> Iterator[Pipeline]:
     require_redis()
-    client = redis.Redis(db=REDIS_DB)
-    client.flushdb()
     store = Store.open(f"sqlite:///{tmp_path / 'store.db'}")
-    project = store.create_project("pipe", load_workflow(WORKFLOW))
-    titles = [f"item-{i}" for i in range(12)] + ["hang-0"]
-    store.add_data_units(project.id, store.dataset(project.id, "items"), make_units(titles))
-    p = Pipeline(f"redis://127.0.0.1:6379/{REDIS_DB}", store, project, tmp_path)
     try:
-        yield p
+        with pipeline_for(store, tmp_path, [f"item-{i}" for i in range(12)] + ["hang-0"]) as p:
+            yield p
     finally:
-        for proc in p.procs:
-            kill_group(proc)
         store.close()
-        client.flushdb()
 
 
 def scrape(url: str) -> Samples:
