@@ -5,7 +5,9 @@ from __future__ import annotations
 import gc
 import time
 import uuid
+from pathlib import Path
 
+from common.store import Store
 from common.store.importing import collector_per_batch, ordered_uuids
 
 
@@ -33,3 +35,14 @@ def test_collector_is_paused_during_the_import_and_restored_after() -> None:
         assert gc.get_stats()[1]["collections"] == before + 1
     # And it is on again afterwards
     assert gc.isenabled()
+
+
+def test_a_new_sqlite_store_uses_8k_pages(tmp_path: Path) -> None:
+    # Given a store on a new SQLite file
+    store = Store.open(f"sqlite:///{tmp_path / 'new.db'}")
+    try:
+        # Then its pages are 8 KiB (the size the bulk import was tuned for)
+        with store.read() as conn:
+            assert conn.exec_driver_sql("PRAGMA page_size").scalar() == 8192
+    finally:
+        store.close()
