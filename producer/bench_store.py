@@ -20,7 +20,7 @@ from sqlalchemy import text
 
 from common.enums import Action
 from common.errors import InvalidInputError
-from common.store import ActionRequest, DataFile, DataUnit, Store, compile_filters
+from common.store import ActionRequest, DataUnit, Store, compile_filters
 from common.store.importing import IMPORT_BATCH
 from common.store.schema import tasks
 from common.workflow import Workflow, parse_workflow
@@ -76,7 +76,8 @@ def _units(n: int) -> Iterator[DataUnit]:
         yield DataUnit(
             data_hash=f"{h[:8]}-{h[8:12]}-4{h[13:16]}-a{h[17:20]}-{h[20:]}",  # a version-4 UUID's layout
             title=name,
-            files={"image": DataFile(url=f"file:///bench/{name}", original_name=name, is_primary=True)},
+            # Validated as DataFile inside the unit's one validation call.
+            files={"image": {"url": f"file:///bench/{name}", "original_name": name, "is_primary": True}},
         )
 
 
