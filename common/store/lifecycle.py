@@ -72,6 +72,32 @@ def record_event(conn: Connection, task: TaskRecord, **values: Any) -> None:
     conn.execute(insert(events).values(project_id=task.project_id, task_uuid=task.uuid, at=now(), **values))
 
 
+def _record_in_stage(
+    conn: Connection,
+    task: TaskRecord,
+    req: ActionRequest,
+    stage: Stage,
+    actor: str,
+    from_status: str,
+    to_status: str,
+    detail: dict[str, Any] | None = None,
+) -> None:
+    """The event of an action that leaves the task in its stage (assign, release, a subtask's submit)."""
+    extra = {} if detail is None else {"detail": detail}  # no detail: the column stays SQL NULL
+    record_event(
+        conn,
+        task,
+        actor=actor or None,
+        action=req.action.value,
+        from_stage=stage.uuid,
+        to_stage=stage.uuid,
+        from_status=from_status,
+        to_status=to_status,
+        run_id=req.run_id,
+        **extra,
+    )
+
+
 def _role(conn: Connection, project_id: str, email: str) -> Role | None:
     value = conn.execute(
         select(memberships.c.role).where(memberships.c.project_id == project_id, memberships.c.email == email)
@@ -247,17 +273,7 @@ def execute(conn: Connection, wf: Workflow, req: ActionRequest) -> TaskRecord:
         if rule.clears_assignee:
             values["assignee"] = None
         _write_task(conn, task, values)
-        record_event(
-            conn,
-            task,
-            actor=actor or None,
-            action=req.action.value,
-            from_stage=stage.uuid,
-            to_stage=stage.uuid,
-            from_status=task.status.value,
-            to_status=rule.status.value,
-            run_id=req.run_id,
-        )
+        _record_in_stage(conn, task, req, stage, actor, task.status.value, rule.status.value)
         return load_task(conn, task.uuid)
     if stage.type is StageType.CONSENSUS_REVIEW and req.action is Action.APPROVE:
         _choose_branch(conn, task, req)
@@ -391,18 +407,8 @@ def _execute_subtask(conn: Connection, wf: Workflow, stage: Stage, task: TaskRec
     # Touch the parent so concurrent actions on the same task conflict cleanly.
     _write_task(conn, task, {"last_actioned_by": actor or None})
     task = load_task(conn, task.uuid)
-    record_event(
-        conn,
-        task,
-        actor=actor or None,
-        action=req.action.value,
-        from_stage=stage.uuid,
-        to_stage=stage.uuid,
-        from_status=sub.status.value,
-        to_status=values["status"],
-        run_id=req.run_id,
-        detail={"subtask": sub.uuid, "branch": sub.label_branch},
-    )
+    detail = {"subtask": sub.uuid, "branch": sub.label_branch}
+    _record_in_stage(conn, task, req, stage, actor, sub.status.value, values["status"], detail)
     if rule.move is Move.SUBTASK_DONE and all(s.status is TaskStatus.COMPLETED or s.uuid == sub.uuid for s in subs):
         return move(conn, wf, task, stage.pathways[0], rule, Action.SUBMIT, actor, req.run_id)
     return task
