@@ -2,38 +2,29 @@
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import sqlalchemy as sa
 
 from common.store import Store
 from common.store.engine import create_tables
 from common.workflow import Workflow, load_workflow
-from tests.servers import POSTGRES_URL, require_postgres
+from tests.servers import POSTGRES_URL, postgres_schema
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
 
 def _postgres_store() -> Iterator[Store]:
-    require_postgres()
-    schema = f"t_{uuid.uuid4().hex[:12]}"
-    admin = sa.create_engine(POSTGRES_URL.replace("postgresql://", "postgresql+psycopg://"))
-    with admin.begin() as conn:
-        conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
-    # Tables straight from the schema definitions (much faster than replaying every
-    # migration per test); tests/unit/test_migrations.py proves both give the same schema.
-    store = Store.open(POSTGRES_URL, schema=schema, upgrade=False)
-    create_tables(store.engine)
-    try:
-        yield store
-    finally:
-        store.close()
-        with admin.begin() as conn:
-            conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
+    with postgres_schema("t") as schema:
+        # Tables straight from the schema definitions (much faster than replaying every
+        # migration per test); tests/unit/test_migrations.py proves both give the same schema.
+        store = Store.open(POSTGRES_URL, schema=schema, upgrade=False)
+        create_tables(store.engine)
+        try:
+            yield store
+        finally:
+            store.close()
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

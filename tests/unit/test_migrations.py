@@ -2,19 +2,17 @@
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
 from common.store import Store
 from common.store.engine import migrate
 from common.store.schema import metadata
-from tests.servers import POSTGRES_URL, require_postgres
+from tests.servers import POSTGRES_URL, postgres_schema
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -24,19 +22,12 @@ def migrated(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
         yield store
         store.close()
         return
-    require_postgres()
-    schema = f"m_{uuid.uuid4().hex[:12]}"
-    admin = sa.create_engine(POSTGRES_URL.replace("postgresql://", "postgresql+psycopg://"))
-    with admin.begin() as conn:
-        conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
-    store = Store.open(POSTGRES_URL, schema=schema)
-    try:
-        yield store
-    finally:
-        store.close()
-        with admin.begin() as conn:
-            conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
+    with postgres_schema("m") as schema:
+        store = Store.open(POSTGRES_URL, schema=schema)
+        try:
+            yield store
+        finally:
+            store.close()
 
 
 def test_migrations_match_the_schema_definitions(migrated: Store) -> None:
