@@ -13,7 +13,8 @@ Results come back on one queue, ``annoflow.results``; messages the applier
 cannot read go to ``annoflow.dead-letter``.
 
 Without ``ANNOFLOW_BROKER_URL`` the broker is kombu's filesystem transport under
-``<home>/broker/``: no server, and several processes can share it.
+``<home>/broker/`` (messages written atomically, :mod:`common.fs_transport`): no server,
+and several processes can share it.
 """
 
 from __future__ import annotations
@@ -27,18 +28,18 @@ from kombu.entity import Exchange, Queue
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from common.redis_transport import TRANSPORT
+from common import fs_transport, redis_transport
 from common.settings import Settings
 
 __all__ = [
     "DEAD_LETTER_QUEUE",
     "RESULTS_QUEUE",
     "PipelineSettings",
+    "broker_transport",
     "broker_url",
     "make_celery_app",
     "make_queue",
     "publish_json",
-    "redis_transport",
     "stage_queue_name",
     "stage_task_name",
     "transport_options",
@@ -145,12 +146,17 @@ def transport_options(settings: Settings, pipeline: PipelineSettings) -> dict[st
     return {"visibility_timeout": pipeline.visibility_timeout}
 
 
-def redis_transport(url: str) -> str | None:
-    """The kombu transport for ``url``: annoflow's Redis transport for ``redis://``, else the URL's own.
+def broker_transport(url: str) -> str | None:
+    """The kombu transport for ``url``: annoflow's own for Redis and the embedded broker, else the URL's.
 
-    It keeps one Redis client per channel (see :mod:`common.redis_transport`).
+    Redis keeps one client per channel (:mod:`common.redis_transport`); the embedded
+    filesystem broker writes each message atomically (:mod:`common.fs_transport`).
     """
-    return TRANSPORT if url.startswith("redis://") else None
+    if url.startswith("redis://"):
+        return redis_transport.TRANSPORT
+    if url.startswith("filesystem://"):
+        return fs_transport.TRANSPORT
+    return None
 
 
 def make_celery_app(settings: Settings, pipeline: PipelineSettings, name: str = "annoflow") -> Celery:
@@ -167,7 +173,7 @@ def make_celery_app(settings: Settings, pipeline: PipelineSettings, name: str = 
     url = broker_url(settings)
     app = Celery(name, broker=url, set_as_current=False)
     app.conf.update(
-        broker_transport=redis_transport(url),
+        broker_transport=broker_transport(url),
         task_serializer="json",
         result_serializer="json",
         event_serializer="json",

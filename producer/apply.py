@@ -26,7 +26,7 @@ from kombu.messaging import Consumer, Producer
 from pydantic import ValidationError
 
 from common.batches import ResultBatch
-from common.celery_app import DEAD_LETTER_QUEUE, RESULTS_QUEUE, make_queue, redis_transport
+from common.celery_app import DEAD_LETTER_QUEUE, RESULTS_QUEUE, broker_transport, make_queue
 from common.errors import TransientError
 from common.store import Store
 from common.store.apply import apply_results
@@ -103,7 +103,7 @@ class ResultApplier:
     def run(self, idle_exit: Callable[[], bool] | None = None) -> ApplierStats:
         """Apply messages until :attr:`stop` is set (or ``idle_exit()`` says so while the queue is quiet)."""
         queue = make_queue(RESULTS_QUEUE)
-        transport = redis_transport(self.broker_url)
+        transport = broker_transport(self.broker_url)
         with Connection(self.broker_url, transport=transport, transport_options=self.transport_options) as conn:
             self._dead_producer = Producer(conn.channel())
             with Consumer(conn, [queue], on_message=self._on_message, prefetch_count=self.prefetch, accept=["json"]):

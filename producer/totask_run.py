@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 from kombu.connection import Connection
 from kombu.messaging import Consumer
 
-from common.celery_app import broker_url, make_celery_app, make_queue, transport_options
+from common.celery_app import broker_transport, broker_url, make_celery_app, make_queue, transport_options
 from common.errors import AnnoflowError, TransientError
 from common.specs import build_specs
 from common.store import TaskRecord
@@ -113,7 +113,8 @@ class Execution:
             )
         reply = make_queue(results_queue(self.run_id))
         try:
-            with Connection(broker_url(s), transport_options=transport_options(s, pipe)) as conn:
+            url = broker_url(s)
+            with Connection(url, transport=broker_transport(url), transport_options=transport_options(s, pipe)) as conn:
                 try:
                     with Consumer(conn, [reply], on_message=self.applier.on_message, accept=["json"], prefetch_count=4):
                         self._loop(conn)

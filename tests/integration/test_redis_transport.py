@@ -12,6 +12,7 @@ from kombu.connection import Connection
 from kombu.message import Message
 from kombu.messaging import Consumer, Producer
 
+from common import fs_transport
 from common.celery_app import PipelineSettings, make_celery_app, make_queue
 from common.redis_transport import TRANSPORT, Channel
 from common.settings import Settings
@@ -60,11 +61,14 @@ def test_messages_round_trip_through_one_client_per_channel(url: str) -> None:
 
 
 def test_celery_apps_use_it_only_for_redis_urls(tmp_path: Path) -> None:
-    # Given the same settings with a Redis broker and with the embedded one
+    # Given the same settings with a Redis broker, with the embedded one, and with AMQP
     pipeline = PipelineSettings()
     on_redis = make_celery_app(Settings(broker_url="redis://127.0.0.1:6379/12", home=tmp_path), pipeline)
     embedded = make_celery_app(Settings(home=tmp_path), pipeline)
+    on_amqp = make_celery_app(Settings(broker_url="amqp://127.0.0.1:5672//", home=tmp_path), pipeline)
     # When their broker transports are read
-    # Then only the Redis app names annoflow's transport
+    # Then the Redis app names this transport, the embedded one the atomic filesystem
+    # transport, and AMQP kombu's own
     assert on_redis.conf.broker_transport == TRANSPORT
-    assert embedded.conf.broker_transport is None
+    assert embedded.conf.broker_transport == fs_transport.TRANSPORT
+    assert on_amqp.conf.broker_transport is None

@@ -1,0 +1,48 @@
+"""kombu's filesystem transport (the embedded broker), with messages written atomically.
+
+kombu writes a message file in place under its final ``.msg`` name, and a reader
+that lists the folder at that moment moves and reads it without taking the
+writer's lock: it can read an empty or half-written file and fail with a JSON
+error. Here a message is written under a hidden temporary name, which readers
+skip, and renamed into place once complete; a rename within one folder is atomic.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from time import monotonic
+from typing import Any
+
+from kombu.exceptions import ChannelError
+from kombu.transport import filesystem as kombu_fs
+from kombu.utils.json import dumps
+
+__all__ = ["TRANSPORT", "Channel", "Transport"]
+
+# What kombu and Celery accept as ``transport`` / ``broker_transport``.
+TRANSPORT = "common.fs_transport:Transport"
+
+
+class Channel(kombu_fs.Channel):
+    """A filesystem channel whose messages appear only once fully written."""
+
+    # kombu names the second argument "message" in its base channel and "payload" in the
+    # filesystem one; it is passed by position.
+    def _put(self, queue: Any, payload: Any, **kwargs: Any) -> None:  # type: ignore[override]
+        # The same name kombu gives a message (readers sort on it), written via a temporary file.
+        name = f"{round(monotonic() * 1000)}_{uuid.uuid4()}.{queue}.msg"
+        final = os.path.join(self.data_folder_out, name)
+        partial = os.path.join(self.data_folder_out, f".{name}.part")  # not "<queue>.msg": readers skip it
+        try:
+            with open(partial, "wb") as f:
+                f.write(dumps(payload).encode())
+            os.replace(partial, final)
+        except OSError as exc:
+            raise ChannelError(f"Cannot add file {final!r} to directory") from exc
+
+
+class Transport(kombu_fs.Transport):
+    """kombu's filesystem transport with :class:`Channel`."""
+
+    Channel = Channel

@@ -1,0 +1,44 @@
+"""The embedded broker writes each message atomically: a reader never sees half a file."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+from kombu import Connection
+
+from common.celery_app import PipelineSettings, broker_transport, transport_options
+from common.settings import Settings
+
+
+def test_a_message_is_invisible_until_fully_written(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Given the embedded broker under a fresh home
+    settings = Settings(home=tmp_path)
+    url = "filesystem://localhost/"
+    options = transport_options(settings, PipelineSettings())
+    seen_mid_write: list[Any] = []
+    with Connection(url, transport=broker_transport(url), transport_options=options) as conn:
+        queue = conn.SimpleQueue("annoflow.test")
+        reader = conn.channel()
+        real_replace = os.replace
+
+        def replace(src: str, dst: str) -> None:
+            # While the message file is still being put in place, a reader finds nothing
+            try:
+                seen_mid_write.append(reader._get("annoflow.test"))
+            except Exception as e:  # kombu's Empty
+                seen_mid_write.append(type(e).__name__)
+            real_replace(src, dst)
+
+        monkeypatch.setattr(os, "replace", replace)
+        # When a message is published
+        queue.put({"task": "t1"})
+        monkeypatch.undo()
+        # Then the reader saw no message mid-write, and the whole message arrives after
+        assert seen_mid_write == ["Empty"]
+        assert queue.get(timeout=2).payload == {"task": "t1"}
+        # And no temporary file is left behind
+        assert not [n for n in os.listdir(options["data_folder_out"]) if n.startswith(".")]
+        queue.close()
