@@ -2,52 +2,29 @@
 
 A batch costs one query for its data units and, when the handler asked for
 labels, one for their label rows; never one query per task.
+
+The producer publishes JSON, so specs are written as JSON straight from the
+rows (:func:`build_spec_json`): what every spec of a batch shares is encoded
+once, and the stored files, meta and label objects are copied as the JSON text
+the store holds. :func:`build_specs` parses that same JSON into models, so both
+give the same specs (a test checks each against ``TaskSpec.model_dump_json``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from typing import Any
-from uuid import UUID
 
-from pydantic import TypeAdapter
-from sqlalchemy import select
+from pydantic_core import to_json
+from sqlalchemy import Text, cast, select
 
 from common.errors import InvalidInputError
-from common.models import LabelPayload, TaskSpec, WorkKind
+from common.models import TaskSpec, WorkKind
 from common.store.records import ProjectRecord, TaskRecord
 from common.store.schema import data_units, label_rows
 from common.store.store import Store
 from common.workflow import Stage
 
-__all__ = ["build_specs", "fetch_labels", "pathway_map"]
-
-
-def pathway_map(stage: Stage) -> dict[str, UUID]:
-    """The stage's pathways by name, as a spec carries them."""
-    return {p.name: UUID(p.uuid) for p in stage.pathways}
-
-
-def fetch_labels(store: Store, project_id: str, keys: Iterable[tuple[str, str]]) -> dict[tuple[str, str], LabelPayload]:
-    """The label rows for ``(data_hash, branch)`` keys in one query; missing rows come back empty."""
-    wanted = set(keys)
-    if not wanted:
-        return {}
-    hashes = sorted({h for h, _ in wanted})
-    branches = sorted({b for _, b in wanted})
-    out = {key: LabelPayload(branch=key[1]) for key in wanted}
-    with store.read() as conn:
-        rows = conn.execute(
-            select(label_rows.c.data_hash, label_rows.c.branch, label_rows.c.objects, label_rows.c.version).where(
-                label_rows.c.project_id == project_id,
-                label_rows.c.data_hash.in_(hashes),
-                label_rows.c.branch.in_(branches),
-            )
-        ).all()
-    for data_hash, branch, objects, version in rows:
-        if (data_hash, branch) in out:
-            out[(data_hash, branch)] = LabelPayload(branch=branch, version=version, objects=list(objects))
-    return out
+__all__ = ["build_spec_json", "build_specs"]
 
 
 def build_specs(
@@ -61,7 +38,29 @@ def build_specs(
     run_id: str | None = None,
     params: dict[str, Any] | None = None,
 ) -> list[TaskSpec]:
-    """Build one spec per claimed task, in the order of ``tasks``.
+    """Build one spec per claimed task, in the order of ``tasks`` (see :func:`build_spec_json`).
+
+    Raises:
+        InvalidInputError: a task holds no lease (claim it first) or its data unit is gone.
+    """
+    texts = build_spec_json(
+        store, project, stage, tasks, include_labels=include_labels, kind=kind, run_id=run_id, params=params
+    )
+    return [TaskSpec.model_validate_json(t) for t in texts]
+
+
+def build_spec_json(
+    store: Store,
+    project: ProjectRecord,
+    stage: Stage,
+    tasks: list[TaskRecord],
+    *,
+    include_labels: bool,
+    kind: WorkKind = "agent",
+    run_id: str | None = None,
+    params: dict[str, Any] | None = None,
+) -> list[str]:
+    """One ``TaskSpec`` JSON text per claimed task, in the order of ``tasks``.
 
     Args:
         store: the store to read data units (and labels) from.
@@ -78,20 +77,23 @@ def build_specs(
     """
     if not tasks:
         return []
-    units = _unit_files(store, {t.data_hash for t in tasks})
-    labels = fetch_labels(store, project.id, ((t.data_hash, t.label_branch) for t in tasks)) if include_labels else {}
-    # What every spec of the batch shares, converted once.
-    shared: dict[str, Any] = {
-        "project_uuid": project.id,
-        "project_name": project.name,
-        "stage_uuid": stage.uuid,
-        "stage_title": stage.title,
-        "pathways": {p.name: p.uuid for p in stage.pathways},
-        "kind": kind,
-        "run_id": run_id,
-        "params": params or {},
-    }
-    values = []
+    units = _unit_json(store, {t.data_hash for t in tasks})
+    labels = _label_json(store, project.id, {(t.data_hash, t.label_branch) for t in tasks}) if include_labels else {}
+    # What every spec of the batch shares, encoded once: the tail of each spec's object.
+    shared = to_json(
+        {
+            "project_uuid": project.id,
+            "project_name": project.name,
+            "stage_uuid": stage.uuid,
+            "stage_title": stage.title,
+            "pathways": {p.name: p.uuid for p in stage.pathways},
+            "kind": kind,
+            "run_id": run_id,
+            "params": params or {},
+        }
+    )
+    tail = b"," + shared[1:]
+    out = []
     for task in tasks:
         if task.lease_token is None:
             raise InvalidInputError(
@@ -104,10 +106,8 @@ def build_specs(
                 f"task {task.uuid} refers to data unit {task.data_hash}, which is not in the store; "
                 "re-import the data unit or delete the task"
             )
-        label = labels.get((task.data_hash, task.label_branch))
-        values.append(
+        head = to_json(
             {
-                **shared,
                 "uuid": task.uuid,
                 "data_hash": task.data_hash,
                 "data_title": task.data_title,
@@ -120,25 +120,53 @@ def build_specs(
                 "lease_token": task.lease_token,
                 "attempt": task.attempts,
                 "priority": task.priority,
-                "files": unit[0],
-                "meta": unit[1],
-                "labels": label,
             }
         )
-    # One validation call for the batch; the UUID strings and the files' plain
-    # dicts are checked in pydantic's core instead of being built in Python first.
-    return _SPECS.validate_python(values)
+        label = labels.get((task.data_hash, task.label_branch)) if include_labels else b"null"
+        if label is None:  # no label row yet: an empty one at version 0
+            label = b'{"branch":' + to_json(task.label_branch) + b',"version":0,"objects":[]}'
+        out.append((head[:-1] + unit + b',"labels":' + label + tail).decode())
+    return out
 
 
-_SPECS = TypeAdapter(list[TaskSpec])
+def _json_text(value: Any) -> bytes:
+    """A stored JSON column as JSON bytes: SQLite hands over its text, other drivers may parse it."""
+    return value.encode() if isinstance(value, str) else to_json(value)
 
 
-def _unit_files(store: Store, hashes: set[str]) -> dict[str, tuple[Any, Any]]:
-    """``(files, meta)`` of each data unit, as plain JSON values (validated as the spec is built)."""
+def _unit_json(store: Store, hashes: set[str]) -> dict[str, bytes]:
+    """Each data unit's ``,"files":...,"meta":...`` part of a spec, from the stored JSON text."""
     with store.read() as conn:
         rows = conn.execute(
-            select(data_units.c.data_hash, data_units.c.files, data_units.c.meta).where(
+            select(data_units.c.data_hash, cast(data_units.c.files, Text), cast(data_units.c.meta, Text)).where(
                 data_units.c.data_hash.in_(list(hashes))
             )
         ).all()
-    return {h: (files, meta) for h, files, meta in rows}
+    return {h: b',"files":' + _json_text(files) + b',"meta":' + _json_text(meta) for h, files, meta in rows}
+
+
+def _label_json(store: Store, project_id: str, wanted: set[tuple[str, str]]) -> dict[tuple[str, str], bytes]:
+    """The ``LabelPayload`` JSON of each ``(data_hash, branch)`` that has a label row, in one query."""
+    hashes = sorted({h for h, _ in wanted})
+    branches = sorted({b for _, b in wanted})
+    with store.read() as conn:
+        rows = conn.execute(
+            select(
+                label_rows.c.data_hash, label_rows.c.branch, cast(label_rows.c.objects, Text), label_rows.c.version
+            ).where(
+                label_rows.c.project_id == project_id,
+                label_rows.c.data_hash.in_(hashes),
+                label_rows.c.branch.in_(branches),
+            )
+        ).all()
+    return {
+        (data_hash, branch): b'{"branch":'
+        + to_json(branch)
+        + b',"version":'
+        + str(int(version)).encode()
+        + b',"objects":'
+        + _json_text(objects)
+        + b"}"
+        for data_hash, branch, objects, version in rows
+        if (data_hash, branch) in wanted
+    }

@@ -28,7 +28,7 @@ from common.celery_app import make_queue, stage_queue_name, stage_task_name
 from common.enums import StageType
 from common.errors import InvalidInputError
 from common.loader import agents_of
-from common.specs import build_specs
+from common.specs import build_spec_json
 from common.store import Store
 from common.store.leases import HOLD_PREFIX, claim_tasks, count_live_leases, next_retry_at
 from common.store.lifecycle import now
@@ -198,13 +198,10 @@ class Producer:
         claimed = claim_tasks(self.store, self.project.id, uuid_, want, self.lease_seconds)
         if not claimed:
             return 0
-        specs = build_specs(self.store, self.project, plan.stage, claimed, include_labels=plan.include_labels)
+        specs = build_spec_json(self.store, self.project, plan.stage, claimed, include_labels=plan.include_labels)
         deadline = min(t.lease_deadline for t in claimed if t.lease_deadline is not None)
         queue = make_queue(plan.queue)
-        chunks = [
-            [s.model_dump_json() for s in specs[start : start + self.batch_size]]
-            for start in range(0, len(specs), self.batch_size)
-        ]
+        chunks = [specs[start : start + self.batch_size] for start in range(0, len(specs), self.batch_size)]
         headers = [self._header(plan, len(chunk), deadline) for chunk in chunks]
         # Into the ledger first (all batches of this fill in one write): the
         # applier may finish a batch before its publish returns.

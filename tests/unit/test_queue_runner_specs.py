@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from uuid import UUID
 
@@ -9,8 +10,9 @@ import pytest
 from sqlalchemy import event
 
 from common.errors import InvalidInputError
-from common.specs import build_specs
-from common.store import LabelRow, Store
+from common.models import TaskSpec
+from common.specs import build_spec_json, build_specs
+from common.store import DataFile, DataUnit, LabelRow, Store
 from common.store.leases import claim_tasks
 from common.workflow import Workflow, load_workflow
 from tests.helpers import make_project
@@ -66,3 +68,44 @@ def test_specs_without_labels_and_unclaimed_tasks(store: Store, wf: Workflow) ->
     assert spec.labels is None
     with pytest.raises(InvalidInputError, match="claim_tasks"):
         build_specs(store, project, stage, [unclaimed], include_labels=False)
+
+
+def test_spec_json_is_what_the_model_writes(store: Store, wf: Workflow) -> None:
+    # Given claimed tasks with meta, several files, an assignee-free task, saved labels and run params
+    project = store.create_project("pears", wf)
+    units = [
+        DataUnit(
+            data_hash=f"00000000-0000-0000-0000-00000000000{i}",
+            title=f"pear \u00e9 {i}",
+            meta={"camera": "a", "n": i, "tags": ["x", "y"]} if i % 2 else {},
+            files={
+                "image": DataFile(url=f"https://example.test/{i}.jpg", is_primary=True),
+                "mask": DataFile(url=f"https://example.test/{i}.png", original_name='m"ask'),
+            },
+        )
+        for i in range(1, 5)
+    ]
+    store.add_data_units(project.id, store.dataset(project.id, "d"), units)
+    stage = wf.stage("Pre-label")
+    claimed = claim_tasks(store, project.id, stage.uuid, 10, lease_seconds=60)
+    objects = [{"name": "pear", "points": [[0.1, 0.2]], "attrs": {"ripe": True, "note": None}}]
+    store.save_label_row(
+        LabelRow(project_id=project.id, data_hash=units[0].data_hash, branch="main", objects=objects, version=0)
+    )
+
+    # When the producer's JSON is built, with labels and parameters
+    texts = build_spec_json(
+        store, project, stage, claimed, include_labels=True, kind="totask.file", run_id="r9", params={"k": [1, 2]}
+    )
+
+    # Then each text holds exactly what TaskSpec.model_dump_json writes for the parsed spec
+    assert len(texts) == len(claimed) == 4
+    for text, task in zip(texts, claimed, strict=True):
+        spec = TaskSpec.model_validate_json(text)
+        assert json.loads(text) == json.loads(spec.model_dump_json())
+        assert str(spec.uuid) == task.uuid and spec.lease_token == task.lease_token
+        assert spec.created_at == task.created_at and spec.updated_at == task.updated_at
+    first = TaskSpec.model_validate_json(texts[[t.data_hash for t in claimed].index(units[0].data_hash)])
+    assert first.labels is not None and first.labels.objects == objects and first.labels.version == 1
+    assert first.files["mask"].original_name == 'm"ask' and first.params == {"k": [1, 2]}
+    assert {TaskSpec.model_validate_json(t).meta.get("n") for t in texts} == {1, 3, None}
