@@ -232,6 +232,10 @@ class Producer:
             queue=queue,
             producer=publisher,
             retry=True,
+            # What Flower shows as the task's arguments; Celery's own repr of a
+            # hundred specs would cost more than encoding the message itself.
+            argsrepr=f"[batch {header.batch_id}: {header.size} tasks of stage '{plan.stage.title}']",
+            kwargsrepr="{}",
         )
         self.stats.batches[plan.stage.uuid] = self.stats.batches.get(plan.stage.uuid, 0) + 1
 

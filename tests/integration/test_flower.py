@@ -6,6 +6,7 @@ SQLite file in the test's temp folder.
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -103,6 +104,8 @@ def test_flower_lists_workers_and_annoflow_tasks_behind_basic_auth(pipe: Pipelin
     assert {t["name"] for t in seen.values()} == {"annoflow.stage.pipe.sort"}
     assert [t["state"] for t in seen.values()] == ["SUCCESS"] * 3
     assert all(t["worker"] == node for t in seen.values())
+    # Each batch's arguments read as a summary, not as a hundred specs
+    assert all(re.fullmatch(r"\[batch [0-9a-f]{32}: 4 tasks of stage 'Sort'\]", t["args"]) for t in seen.values())
 
     # And a request without credentials (or with wrong ones) is refused
     assert httpx.get(f"{base}/api/workers", timeout=5).status_code == 401
