@@ -38,10 +38,15 @@ class TaskContext:
     # The batch's prefetched asset for this task, if the handler asked for one.
     asset: Path | None = None
     asset_error: str | None = None
-    label_row: LabelRowEditor = field(init=False)
+    # Made when a handler first asks for it: most tasks never touch their labels.
+    edited: LabelRowEditor | None = field(default=None, init=False)
 
-    def __post_init__(self) -> None:
-        self.label_row = LabelRowEditor(self.spec.labels)
+    @property
+    def label_row(self) -> LabelRowEditor:
+        """The task's editable label row."""
+        if self.edited is None:
+            self.edited = LabelRowEditor(self.spec.labels)
+        return self.edited
 
     @property
     def project(self) -> ProjectInfo:

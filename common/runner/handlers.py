@@ -169,8 +169,9 @@ class StageAgent:
     def _interpret(
         self, spec: TaskSpec, ctx: TaskContext, answer: Any
     ) -> tuple[UUID | None, LabelPayload | None, float | None]:
-        label_row: LabelRowEditor | LabelPayload | None = ctx.label_row if ctx.label_row.dirty else None
-        priority = ctx.label_row.priority
+        editor = ctx.edited
+        label_row: LabelRowEditor | LabelPayload | None = editor if editor is not None and editor.dirty else None
+        priority = editor.priority if editor is not None else None
         if isinstance(answer, HandlerResult):
             label_row = answer.label_row if answer.label_row is not None else label_row
             priority = answer.priority if answer.priority is not None else priority
