@@ -6,10 +6,12 @@ Every update row carries the task's id and the version it was read at (``w_id``,
 * PostgreSQL: the rows travel as arrays through ``unnest``; the statement text
   is the same for any number of rows, so it is prepared once and one round
   trip writes the whole message.
-* SQLite: the driver's own ``executemany`` with values converted column by
-  column by the column types' bind processors (so the stored values are the
-  ones ``update(tasks)`` would write). SQLAlchemy's per-row parameter
-  processing costs several times more than SQLite's update itself.
+* SQLite: the driver's own ``execute``/``executemany`` on the transaction's
+  connection, with values converted column by column by the column types' bind
+  processors (so the stored values are the ones ``update(tasks)`` would write).
+  SQLAlchemy's per-row parameter processing costs several times more than
+  SQLite's update itself, and its result object for each statement about as
+  much as a one-task message's whole update.
 """
 
 from __future__ import annotations
@@ -100,6 +102,11 @@ def driver_value(conn: Connection, column: Column[Any], value: Any) -> Any:
     return _converter(conn, column)([value])[0]
 
 
+def _driver(conn: Connection) -> Any:
+    """The DB-API connection under ``conn``, inside ``conn``'s transaction."""
+    return conn.connection.driver_connection
+
+
 def lock_tasks(conn: Connection, uuids: list[str]) -> tuple[dict[str, TaskRecord], dict[str, int]]:
     """Read (on PostgreSQL: lock) the tasks by uuid, with their projects' current workflow versions.
 
@@ -112,7 +119,7 @@ def lock_tasks(conn: Connection, uuids: list[str]) -> tuple[dict[str, TaskRecord
     """
     wanted = sorted(set(uuids))
     if conn.dialect.name == "sqlite":
-        rows: Any = conn.exec_driver_sql(_sqlite_lock(len(wanted)), tuple(wanted))
+        rows: Any = _driver(conn).execute(_sqlite_lock(len(wanted)), tuple(wanted))
     else:
         # Locked in uuid order so two appliers never deadlock.
         rows = conn.execute(
@@ -151,7 +158,7 @@ def update_tasks(conn: Connection, rows: list[dict[str, Any]]) -> int:
         return int(done.rowcount)
     columns = [tasks.c[c] for c in TASK_COLUMNS] + [tasks.c.id, tasks.c.version]
     params = _columns(conn, columns, rows, [f"v_{c}" for c in TASK_COLUMNS] + ["w_id", "w_version"])
-    return int(conn.exec_driver_sql(_SQLITE_UPDATE, params).rowcount)
+    return int(_driver(conn).executemany(_SQLITE_UPDATE, params).rowcount)
 
 
 def insert_events(conn: Connection, rows: list[dict[str, Any]]) -> None:
@@ -164,4 +171,4 @@ def insert_events(conn: Connection, rows: list[dict[str, Any]]) -> None:
         conn.execute(_PG_EVENTS, params)
         return
     keys = list(_EVENT_TYPES)
-    conn.exec_driver_sql(_SQLITE_EVENTS, _columns(conn, [events.c[k] for k in keys], rows, keys))
+    _driver(conn).executemany(_SQLITE_EVENTS, _columns(conn, [events.c[k] for k in keys], rows, keys))

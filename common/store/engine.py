@@ -72,7 +72,8 @@ def _tune_sqlite(engine: Engine) -> None:
         # Write transactions take the write lock up front: a deferred transaction
         # that reads and then writes can fail with SQLITE_BUSY instead of waiting.
         immediate = conn.get_execution_options().get("sqlite_immediate", False)
-        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+        # Straight to the driver: SQLAlchemy's result object would cost more than the BEGIN.
+        conn.connection.driver_connection.execute("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
 
 def _alembic_config() -> Config:
