@@ -103,12 +103,12 @@ def apply_results(
     if not results:
         return outcome
     with store.write() as conn:
-        current, versions = lock_tasks(conn, [str(r.task_uuid) for r in results])
+        keys = [str(r.task_uuid) for r in results]
+        current, versions = lock_tasks(conn, keys)
         flows: dict[str, Workflow] = {}
         writes = _Writes(conn, outcome, num_retries, backoff_s, hold_s)
         applied: set[str] = set()
-        for result in results:
-            key = str(result.task_uuid)
+        for key, result in zip(keys, results, strict=True):
             task = current.get(key)
             # An accepted result always replaces the lease, so a second one for the
             # same task in this message no longer matches it: stale, as a redelivery would be.

@@ -83,7 +83,9 @@ def _make_converter(conn: Connection, column: Column[Any]) -> Callable[[list[Any
             return [memo[v] if v in memo else memo.setdefault(v, proc(v)) for v in values]
 
         return dates
-    return lambda values: [proc(v) for v in values]
+    # JSON columns store None as 'null' text: most event details are None, encode it once.
+    none = proc(None)
+    return lambda values: [none if v is None else proc(v) for v in values]
 
 
 def _columns(
