@@ -110,7 +110,9 @@ def publish_json(app: Celery, body: str, queue_name: str) -> None:
     Celery does for direct queues: publishing through the queue's named exchange would
     cost a Redis lookup of its bindings per message.
     """
-    queue = make_queue(queue_name)
+    # The default exchange needs no binding, so the queue is declared once per
+    # process (for tools that list queues), not bound and copied for every message.
+    declare = [] if queue_name in _DECLARED else [make_queue(queue_name)]
     with app.producer_or_acquire() as producer:
         producer.publish(
             body,
@@ -119,10 +121,14 @@ def publish_json(app: Celery, body: str, queue_name: str) -> None:
             content_type="application/json",
             content_encoding="utf-8",
             delivery_mode=2,
-            declare=[queue],
+            declare=declare,
             retry=True,
             retry_policy={"max_retries": 20, "interval_start": 0.2, "interval_step": 0.5, "interval_max": 5},
         )
+    _DECLARED.add(queue_name)
+
+
+_DECLARED: set[str] = set()
 
 
 def broker_url(settings: Settings) -> str:
