@@ -12,7 +12,7 @@ give the same specs (a test checks each against ``TaskSpec.model_dump_json``).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypedDict, Unpack
 
 from pydantic_core import to_json
 from sqlalchemy import Text, cast, select
@@ -24,7 +24,15 @@ from common.store.schema import data_units, label_rows
 from common.store.store import Store
 from common.workflow import Stage
 
-__all__ = ["build_spec_json", "build_specs"]
+__all__ = ["SpecOptions", "build_spec_json", "build_specs"]
+
+
+class SpecOptions(TypedDict, total=False):
+    """What a batch's specs share besides the stage: see :func:`build_spec_json`."""
+
+    kind: WorkKind
+    run_id: str | None
+    params: dict[str, Any] | None
 
 
 def build_specs(
@@ -34,18 +42,14 @@ def build_specs(
     tasks: list[TaskRecord],
     *,
     include_labels: bool,
-    kind: WorkKind = "agent",
-    run_id: str | None = None,
-    params: dict[str, Any] | None = None,
+    **options: Unpack[SpecOptions],
 ) -> list[TaskSpec]:
     """Build one spec per claimed task, in the order of ``tasks`` (see :func:`build_spec_json`).
 
     Raises:
         InvalidInputError: a task holds no lease (claim it first) or its data unit is gone.
     """
-    texts = build_spec_json(
-        store, project, stage, tasks, include_labels=include_labels, kind=kind, run_id=run_id, params=params
-    )
+    texts = build_spec_json(store, project, stage, tasks, include_labels=include_labels, **options)
     return [TaskSpec.model_validate_json(t) for t in texts]
 
 
