@@ -147,7 +147,7 @@ class ResultApplier:
                     self.stats.requeued += 1
                     message.requeue()
                     return
-                time.sleep(min(0.5 * 2**attempt, 10))
+                self.stop.wait(min(0.5 * 2**attempt, 10))  # a stop request cuts the wait short
             except Exception as e:  # a bug or bad data in this message: never loop on it
                 log.exception("batch %s could not be applied", batch.header.batch_id)
                 self._dead_letter(message, f"applying failed: {type(e).__name__}: {e}")

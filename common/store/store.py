@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
+import sqlite3
 import uuid
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
 from sqlalchemy import Connection, Engine, func, insert, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, OperationalError
 
 from common.enums import Action, Role, StageType, TaskStatus
-from common.errors import ConflictError, InvalidInputError, NotFoundError
+from common.errors import ConflictError, InvalidInputError, NotFoundError, TransientError
 from common.store import lifecycle
 from common.store.engine import is_sqlite, make_engine, migrate
 from common.store.filters import compile_filters
@@ -75,13 +76,23 @@ class Store:
     # ------------------------------------------------------------ connections
     @contextmanager
     def read(self) -> Iterator[Connection]:
-        with self.engine.connect() as conn, conn.begin():
+        """A read transaction.
+
+        Raises:
+            TransientError: the database cannot be reached (or is locked, or full).
+        """
+        with _unavailable_is_transient(self), self.engine.connect() as conn, conn.begin():
             yield conn
 
     @contextmanager
     def write(self) -> Iterator[Connection]:
-        """A write transaction (SQLite: takes the write lock at BEGIN)."""
-        with self.engine.connect() as conn:
+        """A write transaction (SQLite: takes the write lock at BEGIN).
+
+        Raises:
+            TransientError: the database cannot be reached (or is locked, or full);
+                nothing was written.
+        """
+        with _unavailable_is_transient(self), self.engine.connect() as conn:
             conn.execution_options(sqlite_immediate=True)
             with conn.begin():
                 yield conn
@@ -462,3 +473,20 @@ def save_label_row(conn: Connection, row: LabelRow) -> LabelRow:
     if done.rowcount != 1:
         raise ConflictError(f"label row of {row.data_hash}/{row.branch} was saved by someone else; re-read it")
     return row.model_copy(update={"version": row.version + 1})
+
+
+@contextmanager
+def _unavailable_is_transient(store: Store) -> Iterator[None]:
+    """Turn the driver's "cannot reach / cannot write now" errors into :class:`TransientError`.
+
+    A lost PostgreSQL connection, a locked or full SQLite file: retrying later may
+    succeed, so callers (the result applier) retry or put the work back instead of
+    treating it as bad data. Statements sent straight to the SQLite driver raise
+    ``sqlite3.OperationalError`` rather than SQLAlchemy's wrapper; both count.
+    """
+    try:
+        yield
+    except (OperationalError, sqlite3.OperationalError) as e:
+        raise TransientError(
+            f"the store at {store.engine.url!r} is unavailable ({e}); retry once it is reachable"
+        ) from e
