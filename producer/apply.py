@@ -1,4 +1,4 @@
-"""The result applier: consume the results queue and apply each message in one transaction.
+"""The result applier: consume the results queue and apply each message atomically.
 
 A message is acknowledged only after its transaction commits, so a killed
 applier loses nothing (the broker delivers the message again) and applies
@@ -7,6 +7,12 @@ that is not a valid ``ResultBatch`` is rejected, logged, counted and copied to
 the dead-letter queue (``annoflow.dead-letter``; a Redis list on Redis), never
 retried forever. After each commit the batch leaves the in-flight ledger, which
 wakes the producer.
+
+On Redis the applier takes up to ``group`` messages per round trip
+(:mod:`producer.redis_results`), applies them in one transaction (each message
+whole: should the group fail, each is applied alone) and acknowledges them
+together after the commit. On other brokers it consumes with kombu, one
+message and one transaction per delivery.
 """
 
 from __future__ import annotations
@@ -18,8 +24,10 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from functools import partial
+from typing import TYPE_CHECKING, Any, Literal
 
+import redis
 from kombu.connection import Connection
 from kombu.message import Message
 from kombu.messaging import Consumer, Producer
@@ -30,7 +38,8 @@ from common.celery_app import DEAD_LETTER_QUEUE, RESULTS_QUEUE, broker_transport
 from common.errors import TransientError
 from common.store import Store
 from common.store.apply import apply_results
-from producer.inflight import Ledger
+from producer.inflight import Ledger, RedisLedger
+from producer.redis_results import ResultReader, message_body
 
 if TYPE_CHECKING:
     from producer.apply_stats import ApplyObserver
@@ -42,6 +51,15 @@ log = logging.getLogger("annoflow.applier")
 # A store that is down is retried this many times (doubling the wait) before the
 # message goes back to the queue for a later delivery.
 _STORE_RETRIES = 5
+
+
+@dataclass(frozen=True)
+class _Verdict:
+    """What becomes of one message: acknowledged (applied or stale), put back, or dead-lettered."""
+
+    action: Literal["ack", "requeue", "dead"]
+    batch: ResultBatch | None = None
+    reason: str = ""
 
 
 @dataclass
@@ -83,6 +101,7 @@ class ResultApplier:
         backoff_s: float = 1.0,
         hold_s: float = 0.0,
         prefetch: int = 4,
+        group: int = 64,
         on_applied: Callable[[ResultBatch], None] | None = None,
         observer: ApplyObserver | None = None,
     ) -> None:
@@ -93,7 +112,8 @@ class ResultApplier:
         self.num_retries = num_retries
         self.backoff_s = backoff_s
         self.hold_s = hold_s
-        self.prefetch = prefetch
+        self.prefetch = prefetch  # kombu brokers: messages delivered ahead
+        self.group = group  # Redis: messages taken (and acknowledged) at once
         self.on_applied = on_applied
         self.observer = observer  # /metrics: outcomes and apply latency
         self.stats = ApplierStats()
@@ -102,58 +122,170 @@ class ResultApplier:
 
     def run(self, idle_exit: Callable[[], bool] | None = None) -> ApplierStats:
         """Apply messages until :attr:`stop` is set (or ``idle_exit()`` says so while the queue is quiet)."""
-        queue = make_queue(RESULTS_QUEUE)
         transport = broker_transport(self.broker_url)
         with Connection(self.broker_url, transport=transport, transport_options=self.transport_options) as conn:
             self._dead_producer = Producer(conn.channel())
-            with Consumer(conn, [queue], on_message=self._on_message, prefetch_count=self.prefetch, accept=["json"]):
-                while not self.stop.is_set():
-                    try:
-                        conn.drain_events(timeout=0.2)
-                    except TimeoutError:
-                        if self.observer is not None:
-                            self.observer.flush()  # quiet queue: the metrics catch up
-                        if idle_exit is not None and idle_exit():
-                            break
-                    except OSError as e:
-                        log.warning("broker connection trouble (%s); reconnecting", e)
-                        conn.ensure_connection(max_retries=10)
+            if self.broker_url.startswith(("redis://", "rediss://")):
+                self._run_redis(idle_exit)
+            else:
+                self._run_kombu(conn, idle_exit)
         if self.observer is not None:
             self.observer.flush()
         return self.stats
 
+    def _quiet(self, idle_exit: Callable[[], bool] | None) -> bool:
+        """Nothing arrived for a while: let the metrics catch up; True to stop."""
+        if self.observer is not None:
+            self.observer.flush()
+        return idle_exit is not None and idle_exit()
+
+    def _run_kombu(self, conn: Connection, idle_exit: Callable[[], bool] | None) -> None:
+        """Any kombu broker: one message per delivery, acknowledged after its commit."""
+        queue = make_queue(RESULTS_QUEUE)
+        with Consumer(conn, [queue], on_message=self._on_message, prefetch_count=self.prefetch, accept=["json"]):
+            while not self.stop.is_set():
+                try:
+                    conn.drain_events(timeout=0.2)
+                except TimeoutError:
+                    if self._quiet(idle_exit):
+                        break
+                except OSError as e:
+                    log.warning("broker connection trouble (%s); reconnecting", e)
+                    conn.ensure_connection(max_retries=10)
+
+    def _run_redis(self, idle_exit: Callable[[], bool] | None) -> None:
+        """Redis: many messages per round trip, each applied in its own transaction, acknowledged together."""
+        reader = ResultReader(redis.Redis.from_url(self.broker_url), RESULTS_QUEUE, max_messages=self.group)
+        reader.start()
+        try:
+            while not self.stop.is_set():
+                try:
+                    raws = reader.take(timeout=0.2)
+                    if not raws:
+                        if self._quiet(idle_exit):
+                            break
+                        continue
+                    self._apply_group(reader, raws)
+                except redis.ConnectionError as e:
+                    log.warning("broker connection trouble (%s); retrying in 1s", e)
+                    self.stop.wait(1.0)
+        finally:
+            reader.close()
+
+    def _apply_group(self, reader: ResultReader, raws: list[bytes]) -> None:
+        """Apply the messages taken together; then acknowledge them in one round trip."""
+        verdicts: list[_Verdict | None] = []
+        batches: list[ResultBatch] = []
+        for raw in raws:
+            self.stats.messages += 1
+            try:
+                parsed = self._parse(message_body(raw))
+            except ValueError as e:
+                parsed = str(e)
+            if isinstance(parsed, str):
+                verdicts.append(_Verdict("dead", reason=parsed))
+            else:
+                verdicts.append(None)
+                batches.append(parsed)
+        applied = iter(self._commit_group(batches))
+        done = [v if v is not None else next(applied) for v in verdicts]
+        for raw, verdict in zip(raws, done, strict=True):
+            if verdict.action == "dead":
+                self._dead_letter(raw, verdict.reason)
+        # The commits are done: the messages leave the broker (the ones to try again go back)
+        # and their batches leave the in-flight ledger, in one round trip.
+        acked = [v.batch for v in done if v.action == "ack" and v.batch is not None]
+        entries = [(b.header.project_id, b.header.stage_uuid, b.header.batch_id) for b in acked]
+        ledger = self.ledger
+        also = partial(ledger.remove_many, entries) if isinstance(ledger, RedisLedger) else None
+        while True:
+            try:
+                reader.finish(
+                    requeue=[raw for raw, v in zip(raws, done, strict=True) if v.action == "requeue"], also=also
+                )
+                break
+            except redis.ConnectionError as e:
+                # Committed but not yet acknowledged: were this applier stopped now, the
+                # messages would come back and be dropped as stale. Keep trying.
+                log.warning("could not acknowledge %d results messages (%s); retrying", len(raws), e)
+                if self.stop.wait(1.0):
+                    raise
+        if also is None:
+            ledger.remove_many(entries)
+        for batch in acked:
+            if self.on_applied is not None:
+                self.on_applied(batch)
+
+    def _commit_group(self, batches: list[ResultBatch]) -> list[_Verdict]:
+        """Apply several whole messages in one transaction (one commit instead of one each).
+
+        Each message is still all or nothing. Should the group fail for a reason
+        other than an unreachable store, each message is applied alone, so only
+        the one at fault goes to the dead-letter queue.
+        """
+        if len(batches) <= 1:
+            return [self._commit_one(b) for b in batches]
+        try:
+            action = self._commit(batches)
+        except Exception:
+            log.warning("%d results messages failed as one transaction; applying each alone", len(batches))
+            return [self._commit_one(b) for b in batches]
+        return [_Verdict(action, batch=b) for b in batches]
+
     # -------------------------------------------------------------- messages
     def _on_message(self, message: Message) -> None:
         self.stats.messages += 1
+        parsed = self._parse(message.body)
+        verdict = _Verdict("dead", reason=parsed) if isinstance(parsed, str) else self._commit_one(parsed)
+        if verdict.action == "dead":
+            self._dead_letter(message.body, verdict.reason)
+            message.reject()
+        elif verdict.action == "requeue":
+            message.requeue()
+        else:
+            assert verdict.batch is not None
+            message.ack()
+            header = verdict.batch.header
+            self.ledger.remove(header.project_id, header.stage_uuid, header.batch_id)
+            if self.on_applied is not None:
+                self.on_applied(verdict.batch)
+
+    @staticmethod
+    def _parse(body: bytes | str) -> ResultBatch | str:
+        """The message as a ``ResultBatch``, or why it is not one."""
         try:
-            batch = ResultBatch.model_validate_json(message.body)
+            return ResultBatch.model_validate_json(body)
         except (ValidationError, ValueError, TypeError) as e:
-            self._dead_letter(message, f"not a valid results message: {e}")
-            return
+            return f"not a valid results message: {e}"
+
+    def _commit_one(self, batch: ResultBatch) -> _Verdict:
+        try:
+            return _Verdict(self._commit([batch]), batch=batch)
+        except Exception as e:  # a bug or bad data in this message: never loop on it
+            log.exception("batch %s could not be applied", batch.header.batch_id)
+            return _Verdict("dead", reason=f"applying failed: {type(e).__name__}: {e}")
+
+    def _commit(self, batches: list[ResultBatch]) -> Literal["ack", "requeue"]:
+        """Apply the results of ``batches`` in one transaction, retrying while the store is unreachable.
+
+        Returns "requeue" when the store stayed unreachable (or a stop was asked for):
+        nothing was written and the messages go back to the queue.
+        """
         started = time.perf_counter()
+        results = batches[0].results if len(batches) == 1 else [r for b in batches for r in b.results]
         for attempt in range(_STORE_RETRIES + 1):
             try:
                 outcome = apply_results(
-                    self.store,
-                    batch.results,
-                    num_retries=self.num_retries,
-                    backoff_s=self.backoff_s,
-                    hold_s=self.hold_s,
+                    self.store, results, num_retries=self.num_retries, backoff_s=self.backoff_s, hold_s=self.hold_s
                 )
                 break
             except TransientError as e:
                 if attempt == _STORE_RETRIES or self.stop.is_set():
-                    log.error("store unreachable (%s); batch %s goes back to the queue", e, batch.header.batch_id)
-                    self.stats.requeued += 1
-                    message.requeue()
-                    return
+                    ids = ", ".join(b.header.batch_id for b in batches)
+                    log.error("store unreachable (%s); batches %s go back to the queue", e, ids)
+                    self.stats.requeued += len(batches)
+                    return "requeue"
                 self.stop.wait(min(0.5 * 2**attempt, 10))  # a stop request cuts the wait short
-            except Exception as e:  # a bug or bad data in this message: never loop on it
-                log.exception("batch %s could not be applied", batch.header.batch_id)
-                self._dead_letter(message, f"applying failed: {type(e).__name__}: {e}")
-                return
-        message.ack()
-        self.ledger.remove(batch.header.project_id, batch.header.stage_uuid, batch.header.batch_id)
         s = self.stats
         s.applied += outcome.applied
         s.stale += outcome.stale
@@ -163,16 +295,15 @@ class ResultApplier:
             s.moved[stage] = s.moved.get(stage, 0) + n
         if self.observer is not None:
             self.observer.applied(outcome, time.perf_counter() - started)
-        if self.on_applied is not None:
-            self.on_applied(batch)
+        return "ack"
 
-    def _dead_letter(self, message: Message, reason: str) -> None:
-        """Reject ``message`` and keep a copy with the reason on the dead-letter queue."""
+    def _dead_letter(self, body: bytes | str, reason: str) -> None:
+        """Keep a copy of a message the applier cannot use, with the reason, on the dead-letter queue."""
         self.stats.dead_letters += 1
         if self.observer is not None:
             self.observer.dead_letter()
         log.error("dead letter: %s", reason[:500])
-        raw = message.body if isinstance(message.body, bytes) else str(message.body).encode()
+        raw = body if isinstance(body, bytes) else str(body).encode()
         queue = make_queue(DEAD_LETTER_QUEUE)
         assert self._dead_producer is not None
         self._dead_producer.publish(
@@ -188,4 +319,3 @@ class ResultApplier:
             declare=[queue],
             delivery_mode=2,
         )
-        message.reject()

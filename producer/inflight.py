@@ -16,7 +16,10 @@ from __future__ import annotations
 import os
 import time
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from redis.client import Pipeline
 
 __all__ = ["FileLedger", "Ledger", "RedisLedger", "make_ledger"]
 
@@ -31,6 +34,10 @@ class Ledger(Protocol):
     def add_many(self, project_id: str, stage_uuid: str, batch_ids: list[str], deadline: float) -> None: ...
 
     def remove(self, project_id: str, stage_uuid: str, batch_id: str) -> None: ...
+
+    def remove_many(self, batches: list[tuple[str, str, str]]) -> None:
+        """Remove ``(project_id, stage_uuid, batch_id)`` entries."""
+        ...
 
     def count(self, project_id: str, stage_uuid: str) -> int: ...
 
@@ -57,6 +64,17 @@ class RedisLedger:
 
     def remove(self, project_id: str, stage_uuid: str, batch_id: str) -> None:
         self.client.zrem(self._key(project_id, stage_uuid), batch_id)
+
+    def remove_many(self, batches: list[tuple[str, str, str]], pipe: Pipeline | None = None) -> None:
+        """Remove the entries in one round trip, or queue the commands into ``pipe`` (the caller's round trip)."""
+        if not batches:
+            return
+        own = pipe is None
+        pipe = self.client.pipeline(transaction=False) if pipe is None else pipe
+        for project_id, stage_uuid, batch_id in batches:
+            pipe.zrem(self._key(project_id, stage_uuid), batch_id)
+        if own:
+            pipe.execute()
 
     def count(self, project_id: str, stage_uuid: str) -> int:
         key = self._key(project_id, stage_uuid)
@@ -90,6 +108,10 @@ class FileLedger:
 
     def remove(self, project_id: str, stage_uuid: str, batch_id: str) -> None:
         (self._dir(project_id, stage_uuid) / batch_id).unlink(missing_ok=True)
+
+    def remove_many(self, batches: list[tuple[str, str, str]]) -> None:
+        for project_id, stage_uuid, batch_id in batches:
+            self.remove(project_id, stage_uuid, batch_id)
 
     def count(self, project_id: str, stage_uuid: str) -> int:
         folder = self._dir(project_id, stage_uuid)

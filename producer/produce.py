@@ -21,6 +21,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from celery import Celery
+from kombu.exceptions import BatchPublishError
 from sqlalchemy import update
 
 from common.batches import BatchHeader
@@ -46,6 +47,8 @@ log = logging.getLogger("annoflow.producer")
 
 # The longest the producer sleeps between looks at the ledger while it waits.
 _POLL_S = 0.02
+# Messages sent in one Redis round trip (a fill is usually far fewer).
+_PUBLISH_BATCH = 256
 
 
 @dataclass(frozen=True)
@@ -206,8 +209,21 @@ class Producer:
         # Into the ledger first (all batches of this fill in one write): the
         # applier may finish a batch before its publish returns.
         self.ledger.add_many(self.project.id, uuid_, [h.batch_id for h in headers], deadline.timestamp())
-        for header, chunk in zip(headers, chunks, strict=True):
-            self._publish(plan, queue, header, chunk, publisher)
+        batches = list(zip(headers, chunks, strict=True))
+        try:
+            # One Redis round trip for the whole fill instead of one per message
+            # (kombu sends the messages one by one on brokers that cannot batch).
+            with publisher.batch(max_size=_PUBLISH_BATCH):
+                for header, chunk in batches:
+                    self._publish(plan, queue, header, chunk, publisher)
+        except BatchPublishError as e:
+            # Some of the fill may have reached the queue: send it all again, one
+            # message at a time with kombu's retries. A batch delivered twice is
+            # applied once (the second result no longer matches the lease).
+            log.warning("publishing %d batches at once failed (%s); sending each again", len(batches), e.__cause__)
+            for header, chunk in batches:
+                self._publish(plan, queue, header, chunk, publisher)
+        self.stats.batches[uuid_] = self.stats.batches.get(uuid_, 0) + len(batches)
         self.stats.tasks[uuid_] = self.stats.tasks.get(uuid_, 0) + len(specs)
         if self.observer is not None:
             self.observer.enumerated(self.project.name, plan.stage.title, len(specs), time.perf_counter() - started)
@@ -237,7 +253,6 @@ class Producer:
             argsrepr=f"[batch {header.batch_id}: {header.size} tasks of stage '{plan.stage.title}']",
             kwargsrepr="{}",
         )
-        self.stats.batches[plan.stage.uuid] = self.stats.batches.get(plan.stage.uuid, 0) + 1
 
     # ---------------------------------------------------------------- waiting
     def _in_flight(self) -> int:

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 import redis
+from kombu.exceptions import BatchPublishError
+from kombu.transport.redis import PublishBatch
 
 from common.celery_app import DEAD_LETTER_QUEUE, RESULTS_QUEUE
 from common.enums import Action
@@ -65,6 +67,42 @@ def test_full_run_moves_every_task_once(pg_store: Store, tmp_path: Path) -> None
         )
         assert {e.actor for e in events} == {"agent:Sort"}
         assert applier.stats.stale == 0 and applier.stats.dead_letters == 0
+
+
+def test_a_fill_whose_batched_publish_failed_is_sent_again_and_applied_once(
+    pg_store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a broker whose first batched publish reaches Redis but then reports a failure
+    # (kombu cannot tell whether the messages arrived)
+    real_flush = PublishBatch.flush
+    flushes: list[int] = []
+
+    def flaky_flush(self: PublishBatch) -> None:
+        flushes.append(1)
+        real_flush(self)
+        if len(flushes) == 1:
+            raise BatchPublishError("Redis publish batch failed; delivery is uncertain") from ConnectionError("reset")
+
+    monkeypatch.setattr(PublishBatch, "flush", flaky_flush)
+    with pipeline_for(pg_store, tmp_path, [f"item-{i}" for i in range(6)]) as pipe:
+        pipe.start_worker()
+        producer = pipe.producer(batch_size=2, max_in_flight=3)
+        applier = pipe.applier()
+        applying = run_in_thread(applier.run)
+
+        # When the producer drains the stage (its one fill of three batches is sent again, one by one)
+        stats = producer.run()
+        wait_until(lambda: applier.stats.applied + applier.stats.stale >= 12, 30, f"both copies; logs:\n{pipe.logs()}")
+        applier.stop.set()
+        applying.join(5)
+
+        # Then each task moved once; the second copy of each batch was dropped as stale
+        assert stats.total_tasks == 6 and sum(stats.batches.values()) == 3
+        assert _stage_counts(pg_store, pipe.project.id) == {"Complete": 6}
+        assert Counter(e.task_uuid for e in pg_store.events(pipe.project.id)) == Counter(
+            {t.uuid: 1 for t in pg_store.iter_tasks(pipe.project.id)}
+        )
+        assert (applier.stats.applied, applier.stats.stale) == (6, 6)
 
 
 def test_result_for_task_a_person_moved_is_stale(pg_store: Store, tmp_path: Path) -> None:

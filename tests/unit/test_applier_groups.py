@@ -1,0 +1,138 @@
+"""The applier on Redis applies a group of messages in one transaction; a group that fails is applied one by one."""
+
+from __future__ import annotations
+
+import base64
+import json
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from common.batches import BatchHeader, ResultBatch
+from common.errors import TransientError
+from common.models import TaskCompletionResult
+from common.store.apply import ApplyOutcome
+from producer import apply as apply_module
+from producer.apply import ResultApplier
+
+POISON = uuid.uuid4()  # a task whose result breaks any transaction it is in
+
+
+class FakeReader:
+    def __init__(self) -> None:
+        self.requeued: list[bytes] = []
+        self.finished = 0
+
+    def finish(self, requeue: list[bytes] = [], also: Callable[[Any], object] | None = None) -> None:  # noqa: B006
+        self.requeued += requeue
+        self.finished += 1
+
+
+class FakeLedger:
+    def __init__(self) -> None:
+        self.removed: list[str] = []
+
+    def remove_many(self, batches: list[tuple[str, str, str]]) -> None:
+        self.removed += [b for _, _, b in batches]
+
+
+class FakeDeadLetters:
+    def __init__(self) -> None:
+        self.kept: list[dict[str, Any]] = []
+
+    def publish(self, body: dict[str, Any], **_: Any) -> None:
+        self.kept.append(body)
+
+
+def _envelope(batch_id: str, task: uuid.UUID) -> bytes:
+    header = BatchHeader(
+        batch_id=batch_id,
+        project_id="p",
+        project_name="apples",
+        stage_uuid=str(uuid.uuid4()),
+        stage_key="Pre-label",
+        size=1,
+        published_at=datetime.now(UTC),
+        deadline=datetime.now(UTC),
+    )
+    result = TaskCompletionResult(task_uuid=task, success=True, lease_token="L1:1")
+    body = ResultBatch(header=header, results=[result]).model_dump_json().encode()
+    return json.dumps({"body": base64.b64encode(body).decode(), "properties": {"body_encoding": "base64"}}).encode()
+
+
+@pytest.fixture
+def transactions(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Stand in for the store: record the results per transaction; the poison task breaks one."""
+    sizes: list[int] = []
+
+    def fake_apply(_store: Any, results: list[TaskCompletionResult], **_: Any) -> ApplyOutcome:
+        if any(r.task_uuid == POISON for r in results):
+            raise RuntimeError("a bug the poison result triggers")
+        sizes.append(len(results))
+        return ApplyOutcome(applied=len(results))
+
+    monkeypatch.setattr(apply_module, "apply_results", fake_apply)
+    return sizes
+
+
+def _applier() -> tuple[ResultApplier, FakeLedger, FakeDeadLetters]:
+    ledger, dead = FakeLedger(), FakeDeadLetters()
+    applier = ResultApplier(None, "redis://127.0.0.1:6379/0", {}, ledger)  # type: ignore[arg-type]
+    applier._dead_producer = dead  # type: ignore[assignment]
+    return applier, ledger, dead
+
+
+def test_a_group_is_one_transaction_and_acknowledged_together(transactions: list[int]) -> None:
+    # Given three valid messages and one that is not a results message at all
+    applier, ledger, dead = _applier()
+    reader = FakeReader()
+    raws = [_envelope(f"b{i}", uuid.uuid4()) for i in range(3)] + [b"junk"]
+
+    # When the applier takes them as one group
+    applier._apply_group(reader, raws)  # type: ignore[arg-type]
+
+    # Then the three are applied in one transaction, the junk is dead-lettered, and one finish acknowledges all
+    assert transactions == [3]
+    assert ledger.removed == ["b0", "b1", "b2"]
+    assert [k["reason"][:25] for k in dead.kept] == ["not a kombu message envel"]
+    assert reader.finished == 1 and reader.requeued == []
+    assert (applier.stats.messages, applier.stats.applied, applier.stats.dead_letters) == (4, 3, 1)
+
+
+def test_a_group_that_fails_is_applied_one_message_at_a_time(transactions: list[int]) -> None:
+    # Given a group whose middle message breaks any transaction it is part of
+    applier, ledger, dead = _applier()
+    reader = FakeReader()
+    raws = [_envelope("b0", uuid.uuid4()), _envelope("poison", POISON), _envelope("b2", uuid.uuid4())]
+
+    # When the applier takes them as one group
+    applier._apply_group(reader, raws)  # type: ignore[arg-type]
+
+    # Then the group's transaction failed, the two good messages were applied alone, and only the poison is dead
+    assert transactions == [1, 1]
+    assert ledger.removed == ["b0", "b2"]
+    assert len(dead.kept) == 1 and "a bug the poison result triggers" in dead.kept[0]["reason"]
+    assert reader.requeued == []
+
+
+def test_a_group_goes_back_whole_while_the_store_is_down(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Given a store that cannot be reached, and an applier asked to stop (no waiting out retries)
+    def down(*_: Any, **__: Any) -> ApplyOutcome:
+        raise TransientError("the store is unavailable")
+
+    monkeypatch.setattr(apply_module, "apply_results", down)
+    applier, ledger, dead = _applier()
+    applier.stop.set()
+    reader = FakeReader()
+    raws = [_envelope(f"b{i}", uuid.uuid4()) for i in range(2)]
+
+    # When the applier takes them as one group
+    applier._apply_group(reader, raws)  # type: ignore[arg-type]
+
+    # Then both go back to the queue, stay in flight, and nothing is dead-lettered
+    assert reader.requeued == raws
+    assert ledger.removed == [] and dead.kept == []
+    assert applier.stats.requeued == 2
