@@ -102,6 +102,7 @@ class ResultApplier:
         hold_s: float = 0.0,
         prefetch: int = 4,
         group: int = 64,
+        linger_s: float = 0.01,
         on_applied: Callable[[ResultBatch], None] | None = None,
         observer: ApplyObserver | None = None,
     ) -> None:
@@ -114,6 +115,9 @@ class ResultApplier:
         self.hold_s = hold_s
         self.prefetch = prefetch  # kombu brokers: messages delivered ahead
         self.group = group  # Redis: messages taken (and acknowledged) at once
+        # Redis: after a take that emptied the queue, wait this long so the next take
+        # finds several messages (one commit and two round trips for all of them).
+        self.linger_s = linger_s
         self.on_applied = on_applied
         self.observer = observer  # /metrics: outcomes and apply latency
         self.stats = ApplierStats()
@@ -166,6 +170,8 @@ class ResultApplier:
                             break
                         continue
                     self._apply_group(reader, raws)
+                    if len(raws) < self.group:
+                        self.stop.wait(self.linger_s)
                 except redis.ConnectionError as e:
                     log.warning("broker connection trouble (%s); retrying in 1s", e)
                     self.stop.wait(1.0)

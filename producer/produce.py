@@ -146,6 +146,7 @@ class Producer:
         # Refill a stage once this many of its batches are applied (see _fill).
         self._refill = max(1, max_in_flight // 4)
         self.stats = ProduceStats()
+        self._declared: set[str] = set()  # queues declared by this producer
         self.stop = threading.Event()
 
     # ---------------------------------------------------------------- running
@@ -242,17 +243,22 @@ class Producer:
         )
 
     def _publish(self, plan: StagePlan, queue: Any, header: BatchHeader, chunk: list[str], publisher: Any) -> None:
+        # Messages go through the default exchange straight to the queue, so the queue
+        # is declared once (for tools that list queues), not bound and copied per message.
+        declare = [] if plan.queue in self._declared else [queue]
         self.app.send_task(
             plan.task_name,
             args=[header.model_dump(mode="json"), chunk],
             queue=queue,
             producer=publisher,
             retry=True,
+            declare=declare,
             # What Flower shows as the task's arguments; Celery's own repr of a
             # hundred specs would cost more than encoding the message itself.
             argsrepr=f"[batch {header.batch_id}: {header.size} tasks of stage '{plan.stage.title}']",
             kwargsrepr="{}",
         )
+        self._declared.add(plan.queue)
 
     # ---------------------------------------------------------------- waiting
     def _in_flight(self) -> int:
