@@ -102,7 +102,7 @@ class ResultApplier:
         hold_s: float = 0.0,
         prefetch: int = 4,
         group: int = 64,
-        linger_s: float = 0.01,
+        linger_s: float = 0.03,
         on_applied: Callable[[ResultBatch], None] | None = None,
         observer: ApplyObserver | None = None,
     ) -> None:
@@ -115,8 +115,9 @@ class ResultApplier:
         self.hold_s = hold_s
         self.prefetch = prefetch  # kombu brokers: messages delivered ahead
         self.group = group  # Redis: messages taken (and acknowledged) at once
-        # Redis: after a take that emptied the queue, wait this long so the next take
-        # finds several messages (one commit and two round trips for all of them).
+        # Redis: after a group of fewer than ``group`` results (the queue is trickling:
+        # small batches), wait this long so the next take finds several messages
+        # (one commit and two round trips for all of them).
         self.linger_s = linger_s
         self.on_applied = on_applied
         self.observer = observer  # /metrics: outcomes and apply latency
@@ -169,8 +170,7 @@ class ResultApplier:
                         if self._quiet(idle_exit):
                             break
                         continue
-                    self._apply_group(reader, raws)
-                    if len(raws) < self.group:
+                    if self._apply_group(reader, raws) < self.group:
                         self.stop.wait(self.linger_s)
                 except redis.ConnectionError as e:
                     log.warning("broker connection trouble (%s); retrying in 1s", e)
@@ -178,8 +178,8 @@ class ResultApplier:
         finally:
             reader.close()
 
-    def _apply_group(self, reader: ResultReader, raws: list[bytes]) -> None:
-        """Apply the messages taken together; then acknowledge them in one round trip."""
+    def _apply_group(self, reader: ResultReader, raws: list[bytes]) -> int:
+        """Apply the messages taken together, acknowledge them in one round trip; return how many results they held."""
         verdicts: list[_Verdict | None] = []
         batches: list[ResultBatch] = []
         for raw in raws:
@@ -221,6 +221,7 @@ class ResultApplier:
         for batch in acked:
             if self.on_applied is not None:
                 self.on_applied(batch)
+        return sum(len(b.results) for b in batches)
 
     def _commit_group(self, batches: list[ResultBatch]) -> list[_Verdict]:
         """Apply several whole messages in one transaction (one commit instead of one each).

@@ -6,7 +6,8 @@ own storage, which is what operators need for alerting on a backlog:
 * Redis: kombu keeps each queue as a list named after it (plus one list per
   priority step, ``<queue>\\x06\\x16<n>``) and records every binding in a set
   ``_kombu.binding.<exchange>``; delivered-but-unacknowledged messages sit in
-  the ``unacked`` hash until acked or restored.
+  the ``unacked`` hash until acked or restored; a result applier keeps what it
+  took in its own list (``annoflow:applier:<id>:taken``).
 * Embedded filesystem broker: one file per message, ``<ms>_<uuid>.<queue>.msg``.
 
 Queues that annoflow always uses are reported even when nobody has declared
@@ -20,6 +21,7 @@ from pathlib import Path
 from typing import Protocol
 
 from common.celery_app import DEAD_LETTER_QUEUE, RESULTS_QUEUE
+from producer.redis_results import APPLIERS_KEY, taken_key
 
 __all__ = ["KNOWN_QUEUES", "AmqpQueueReader", "FileQueueReader", "QueueReader", "RedisQueueReader", "make_queue_reader"]
 
@@ -81,7 +83,14 @@ class RedisQueueReader:
         return {name: int(sum(counts[i * per : (i + 1) * per])) for i, name in enumerate(names)}
 
     def unacked(self) -> int:
-        return int(self.client.hlen("unacked"))
+        # kombu's hash of delivered messages, plus what each result applier took
+        # (it keeps its own list per applier: producer/redis_results.py).
+        appliers = [_text(m) for m in self.client.smembers(APPLIERS_KEY)]
+        pipe = self.client.pipeline(transaction=False)
+        pipe.hlen("unacked")
+        for applier_id in appliers:
+            pipe.llen(taken_key(applier_id))
+        return int(sum(pipe.execute()))
 
 
 class AmqpQueueReader:

@@ -36,7 +36,7 @@ from typing import Any
 import redis
 from redis.client import Pipeline
 
-__all__ = ["APPLIERS_KEY", "ResultReader", "message_body"]
+__all__ = ["APPLIERS_KEY", "ResultReader", "message_body", "taken_key"]
 
 log = logging.getLogger("annoflow.applier")
 
@@ -68,6 +68,11 @@ redis.call('DEL', KEYS[2])
 redis.call('SREM', KEYS[4], ARGV[1])
 return n
 """
+
+
+def taken_key(applier_id: str) -> str:
+    """The list of messages one applier took and has not acknowledged yet."""
+    return f"annoflow:applier:{applier_id}:taken"
 
 
 def message_body(raw: bytes) -> bytes:
@@ -105,17 +110,13 @@ class ResultReader:
         self.ttl_s = ttl_s
         self.sweep_s = sweep_s
         self.id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-        self.taken_key = self._taken(self.id)
+        self.taken_key = taken_key(self.id)
         self._alive_key = self._alive(self.id)
         self._take = client.register_script(_TAKE)
         self._return = client.register_script(_RETURN)
         self._stop = threading.Event()
         self._beat: threading.Thread | None = None
         self._last_sweep = 0.0
-
-    @staticmethod
-    def _taken(applier_id: str) -> str:
-        return f"annoflow:applier:{applier_id}:taken"
 
     @staticmethod
     def _alive(applier_id: str) -> str:
@@ -204,5 +205,5 @@ class ResultReader:
         return back
 
     def _return_taken(self, applier_id: str, *, only_if_dead: bool) -> int:
-        keys: list[Any] = [self.queue, self._taken(applier_id), self._alive(applier_id), APPLIERS_KEY]
+        keys: list[Any] = [self.queue, taken_key(applier_id), self._alive(applier_id), APPLIERS_KEY]
         return int(self._return(keys=keys, args=[applier_id, "1" if only_if_dead else "0"]))

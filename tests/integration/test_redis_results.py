@@ -14,6 +14,7 @@ from kombu.connection import Connection
 from kombu.messaging import Producer
 
 from common.redis_transport import TRANSPORT
+from producer.queue_depth import RedisQueueReader
 from producer.redis_results import APPLIERS_KEY, ResultReader, message_body
 from tests.servers import require_redis
 
@@ -122,6 +123,24 @@ def test_a_dead_appliers_messages_come_back_and_a_live_ones_stay(client: redis.R
         assert dead.id.encode() not in client.smembers(APPLIERS_KEY)
     finally:
         live.close()
+
+
+def test_taken_messages_count_as_unacknowledged_in_the_queue_gauges(client: redis.Redis, queue: str) -> None:
+    # Given the gauge before, and an applier that took three messages
+    gauge = RedisQueueReader(REDIS_URL)
+    before = gauge.unacked()
+    _publish(queue, ["a", "b", "c"])
+    reader = ResultReader(client, queue)
+    reader.start()
+    try:
+        reader.take(timeout=1)
+
+        # Then /metrics and `annoflow status` count them as delivered and not acknowledged
+        assert gauge.unacked() - before == 3
+        reader.finish()
+        assert gauge.unacked() == before
+    finally:
+        reader.close()
 
 
 def test_close_hands_back_what_was_taken(client: redis.Redis, queue: str) -> None:

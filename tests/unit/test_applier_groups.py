@@ -92,10 +92,10 @@ def test_a_group_is_one_transaction_and_acknowledged_together(transactions: list
     raws = [_envelope(f"b{i}", uuid.uuid4()) for i in range(3)] + [b"junk"]
 
     # When the applier takes them as one group
-    applier._apply_group(reader, raws)  # type: ignore[arg-type]
+    held = applier._apply_group(reader, raws)  # type: ignore[arg-type]
 
-    # Then the three are applied in one transaction, the junk is dead-lettered, and one finish acknowledges all
-    assert transactions == [3]
+    # Then the three (one result each) go in one transaction, the junk is dead-lettered, one finish acks all
+    assert transactions == [3] and held == 3
     assert ledger.removed == ["b0", "b1", "b2"]
     assert [k["reason"][:25] for k in dead.kept] == ["not a kombu message envel"]
     assert reader.finished == 1 and reader.requeued == []
