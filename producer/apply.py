@@ -51,6 +51,9 @@ log = logging.getLogger("annoflow.applier")
 # A store that is down is retried this many times (doubling the wait) before the
 # message goes back to the queue for a later delivery.
 _STORE_RETRIES = 5
+# Results the Redis path aims to apply per transaction (it takes messages, not results:
+# the next take's size follows the last group's results per message).
+_GROUP_RESULTS = 256
 
 
 @dataclass(frozen=True)
@@ -159,18 +162,23 @@ class ResultApplier:
                     conn.ensure_connection(max_retries=10)
 
     def _run_redis(self, idle_exit: Callable[[], bool] | None) -> None:
-        """Redis: many messages per round trip, each applied in its own transaction, acknowledged together."""
+        """Redis: several messages per round trip and per transaction, acknowledged together."""
         reader = ResultReader(redis.Redis.from_url(self.broker_url), RESULTS_QUEUE, max_messages=self.group)
         reader.start()
+        limit = self.group
         try:
             while not self.stop.is_set():
                 try:
-                    raws = reader.take(timeout=0.2)
+                    raws = reader.take(timeout=0.2, limit=limit)
                     if not raws:
                         if self._quiet(idle_exit):
                             break
                         continue
-                    if self._apply_group(reader, raws) < self.group:
+                    held = self._apply_group(reader, raws)
+                    # About _GROUP_RESULTS results per transaction: many one-task messages,
+                    # or a couple of batches of a hundred (memory and lock time stay small).
+                    limit = max(1, _GROUP_RESULTS * len(raws) // max(held, 1))
+                    if held < self.group:
                         self.stop.wait(self.linger_s)
                 except redis.ConnectionError as e:
                     log.warning("broker connection trouble (%s); retrying in 1s", e)

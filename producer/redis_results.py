@@ -158,8 +158,8 @@ class ResultReader:
                 log.warning("applier heartbeat failed (%s); retrying", e)
 
     # ----------------------------------------------------------------- taking
-    def take(self, timeout: float) -> list[bytes]:
-        """Up to ``max_messages`` raw messages; waits at most ``timeout`` seconds for the first.
+    def take(self, timeout: float, limit: int | None = None) -> list[bytes]:
+        """Up to ``limit`` (default ``max_messages``) raw messages; waits at most ``timeout`` seconds for the first.
 
         One round trip: ``BLMOVE`` waits for the first message, and the Lua call
         queued behind it on the same connection takes whatever else is there.
@@ -169,8 +169,9 @@ class ResultReader:
         pipe = self.client.pipeline(transaction=False)
         # Redis takes fractional seconds here; redis-py's stubs say int.
         pipe.blmove(self.queue, self.taken_key, timeout, "RIGHT", "LEFT")  # type: ignore[arg-type]
-        if self.max_messages > 1:
-            self._take(keys=[self.queue, self.taken_key], args=[self.max_messages - 1], client=pipe)
+        limit = self.max_messages if limit is None else max(1, min(limit, self.max_messages))
+        if limit > 1:
+            self._take(keys=[self.queue, self.taken_key], args=[limit - 1], client=pipe)
         replies = pipe.execute()
         first: bytes | None = replies[0]
         more: list[bytes] = replies[1] if len(replies) > 1 else []
