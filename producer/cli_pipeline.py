@@ -142,8 +142,17 @@ def apply(
     hold_seconds: Annotated[
         float, typer.Option("--hold-seconds", min=0, help="A task whose handler said 'stay' waits this long")
     ] = 60.0,
+    group: Annotated[
+        int,
+        typer.Option(
+            "--group",
+            min=1,
+            help="Redis: results messages taken, committed and acknowledged together (each still all or "
+            "nothing); 1 gives every message its own transaction",
+        ),
+    ] = 64,
 ) -> None:
-    """Consume the results queue and apply each message in one transaction (SIGTERM: finish, exit)."""
+    """Consume the results queue and apply each message whole, in one transaction (SIGTERM: finish, exit)."""
     from producer.apply import ResultApplier
     from producer.apply_stats import make_apply_stats
     from producer.inflight import make_ledger
@@ -159,6 +168,7 @@ def apply(
         num_retries=num_retries,
         backoff_s=backoff,
         hold_s=hold_seconds,
+        group=group,
         observer=make_apply_stats(url),
     )
     _stop_on_signals(applier.stop)

@@ -77,6 +77,24 @@ def test_take_moves_messages_in_order_and_finish_drops_them(client: redis.Redis,
     assert reader.id.encode() not in client.smembers(APPLIERS_KEY)
 
 
+def test_a_limit_takes_fewer(client: redis.Redis, queue: str) -> None:
+    # Given three messages (the applier asks for fewer after big batches, and one with --group 1)
+    _publish(queue, ["a", "b", "c"])
+    reader = ResultReader(client, queue, max_messages=64)
+    reader.start()
+    try:
+        # When it takes with a limit of one, then of two
+        one = reader.take(timeout=1, limit=1)
+        reader.finish()
+        two = reader.take(timeout=1, limit=2)
+        reader.finish()
+
+        # Then it got one, then two, in order
+        assert _bodies(one) == ["a"] and _bodies(two) == ["b", "c"]
+    finally:
+        reader.close()
+
+
 def test_finish_puts_the_requeued_messages_back_first_in_line(client: redis.Redis, queue: str) -> None:
     # Given three taken messages, one of which the applier could not apply yet
     _publish(queue, ["a", "b", "c"])
