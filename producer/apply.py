@@ -166,9 +166,13 @@ class ResultApplier:
         reader = ResultReader(redis.Redis.from_url(self.broker_url), RESULTS_QUEUE, max_messages=self.group)
         reader.start()
         limit = self.group
+        lost = False  # a round trip failed: a take may have moved messages we never saw
         try:
             while not self.stop.is_set():
                 try:
+                    if lost:
+                        reader.recover()
+                        lost = False
                     raws = reader.take(timeout=0.2, limit=limit)
                     if not raws:
                         if self._quiet(idle_exit):
@@ -180,8 +184,9 @@ class ResultApplier:
                     limit = max(1, _GROUP_RESULTS * len(raws) // max(held, 1))
                     if held < self.group:
                         self.stop.wait(self.linger_s)
-                except redis.ConnectionError as e:
+                except (redis.ConnectionError, redis.TimeoutError) as e:
                     log.warning("broker connection trouble (%s); retrying in 1s", e)
+                    lost = True
                     self.stop.wait(1.0)
         finally:
             reader.close()

@@ -191,6 +191,19 @@ class ResultReader:
         pipe.execute()
 
     # -------------------------------------------------------------- recovery
+    def recover(self) -> int:
+        """After a lost connection, put back what this applier's list holds; return how many.
+
+        A take whose reply never arrived may still have moved messages into the
+        list; :meth:`finish` would drop them unapplied. Call this while holding
+        nothing (between groups).
+        """
+        back = self._return_taken(self.id, only_if_dead=False)
+        self._heartbeat()  # the return forgot this applier: announce it again
+        if back:
+            log.warning("put %d results messages back on %s after a lost connection", back, self.queue)
+        return back
+
     def sweep(self) -> int:
         """Put back the taken messages of every applier whose heartbeat expired; return how many."""
         self._last_sweep = time.monotonic()

@@ -161,6 +161,25 @@ def test_taken_messages_count_as_unacknowledged_in_the_queue_gauges(client: redi
         reader.close()
 
 
+def test_recover_puts_back_what_a_lost_take_moved(client: redis.Redis, queue: str) -> None:
+    # Given a take whose reply was lost: Redis moved a message into the applier's list, the applier never saw it
+    _publish(queue, ["a"])
+    reader = ResultReader(client, queue)
+    reader.start()
+    try:
+        client.blmove(queue, reader.taken_key, 1, "RIGHT", "LEFT")
+
+        # When the applier recovers after the connection trouble
+        assert reader.recover() == 1
+
+        # Then the message is on the queue again, taken next, and the applier is still announced
+        assert _bodies(reader.take(timeout=1)) == ["a"]
+        reader.finish()
+        assert reader.id.encode() in client.smembers(APPLIERS_KEY)
+    finally:
+        reader.close()
+
+
 def test_close_hands_back_what_was_taken(client: redis.Redis, queue: str) -> None:
     # Given a reader that took two messages and stops before applying them
     _publish(queue, ["a", "b"])
