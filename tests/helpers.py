@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import uuid
+from datetime import UTC, datetime
 
+from common.batches import BatchHeader
 from common.enums import Role
 from common.store import DataFile, DataUnit, ProjectRecord, Store
 from common.workflow import Workflow
@@ -29,3 +31,17 @@ def make_project(
     for email, role in (users or {}).items():
         store.set_role(project.id, email, role)
     return project
+
+
+def batch_header(batch_id: str = "b1") -> BatchHeader:
+    """The header of a one-task stage batch, for results messages built by hand."""
+    return BatchHeader(
+        batch_id=batch_id,
+        project_id="p",
+        project_name="apples",
+        stage_uuid=str(uuid.uuid4()),
+        stage_key="Pre-label",
+        size=1,
+        published_at=datetime.now(UTC),
+        deadline=datetime.now(UTC),
+    )

@@ -6,17 +6,17 @@ import base64
 import json
 import uuid
 from collections.abc import Callable
-from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 
-from common.batches import BatchHeader, ResultBatch
+from common.batches import ResultBatch
 from common.errors import TransientError
 from common.models import TaskCompletionResult
 from common.store.apply import ApplyOutcome
 from producer import apply as apply_module
 from producer.apply import ResultApplier
+from tests.helpers import batch_header
 
 POISON = uuid.uuid4()  # a task whose result breaks any transaction it is in
 
@@ -48,16 +48,7 @@ class FakeDeadLetters:
 
 
 def _envelope(batch_id: str, task: uuid.UUID) -> bytes:
-    header = BatchHeader(
-        batch_id=batch_id,
-        project_id="p",
-        project_name="apples",
-        stage_uuid=str(uuid.uuid4()),
-        stage_key="Pre-label",
-        size=1,
-        published_at=datetime.now(UTC),
-        deadline=datetime.now(UTC),
-    )
+    header = batch_header(batch_id)
     result = TaskCompletionResult(task_uuid=task, success=True, lease_token="L1:1")
     body = ResultBatch(header=header, results=[result]).model_dump_json().encode()
     return json.dumps({"body": base64.b64encode(body).decode(), "properties": {"body_encoding": "base64"}}).encode()

@@ -4,19 +4,19 @@ from __future__ import annotations
 
 import sqlite3
 import uuid
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from common.batches import BatchHeader, ResultBatch
+from common.batches import ResultBatch
 from common.errors import TransientError
 from common.models import TaskCompletionResult
 from common.store import Store
 from common.store.apply import apply_results
 from common.store.engine import make_engine
 from producer.apply import ResultApplier
+from tests.helpers import batch_header
 
 # Nothing listens on port 1: connecting is refused at once.
 UNREACHABLE = "postgresql://annoflow@127.0.0.1:1/annoflow"
@@ -77,16 +77,7 @@ def test_the_applier_puts_a_message_back_while_the_store_is_down() -> None:
     ledger = FakeLedger()
     applier = ResultApplier(store, "redis://127.0.0.1:6379/0", {}, ledger, num_retries=0)  # type: ignore[arg-type]
     applier.stop.set()
-    header = BatchHeader(
-        batch_id="b1",
-        project_id="p",
-        project_name="apples",
-        stage_uuid=str(uuid.uuid4()),
-        stage_key="Pre-label",
-        size=1,
-        published_at=datetime.now(UTC),
-        deadline=datetime.now(UTC),
-    )
+    header = batch_header("b1")
     message = FakeMessage(ResultBatch(header=header, results=[_result()]).model_dump_json())
 
     # When the message arrives
