@@ -314,7 +314,7 @@ class ResultApplier:
         for stage, n in outcome.moved.items():
             s.moved[stage] = s.moved.get(stage, 0) + n
         if self.observer is not None:
-            self.observer.applied(outcome, time.perf_counter() - started)
+            self.observer.applied(outcome, time.perf_counter() - started, messages=len(batches))
         return "ack"
 
     def _dead_letter(self, body: bytes | str, reason: str) -> None:

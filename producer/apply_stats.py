@@ -33,7 +33,7 @@ __all__ = [
 log = logging.getLogger("annoflow.metrics")
 
 KEY = "annoflow:metrics:apply"
-# Seconds to apply one results message (one transaction for up to a batch of tasks).
+# Seconds per apply transaction: one results message, or on Redis the messages taken together.
 APPLY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 # What the counters count: messages read, and per-task outcomes of apply_results.
 COUNTERS = ("messages", "applied", "stale", "retried", "failed", "dead_letters")
@@ -42,8 +42,8 @@ COUNTERS = ("messages", "applied", "stale", "retried", "failed", "dead_letters")
 class ApplyObserver(Protocol):
     """What the result applier reports after each message."""
 
-    def applied(self, outcome: ApplyOutcome, seconds: float) -> None:
-        """A results message was applied (committed) in ``seconds``."""
+    def applied(self, outcome: ApplyOutcome, seconds: float, messages: int = 1) -> None:
+        """``messages`` results messages were applied in one transaction that took ``seconds``."""
         ...
 
     def dead_letter(self) -> None:
@@ -65,9 +65,9 @@ class ApplyTotals:
     seconds_count: int = 0
 
 
-def _deltas(outcome: ApplyOutcome) -> dict[str, int]:
+def _deltas(outcome: ApplyOutcome, messages: int) -> dict[str, int]:
     return {
-        "messages": 1,
+        "messages": messages,
         "applied": outcome.applied,
         "stale": outcome.stale,
         "retried": outcome.retried,
@@ -75,8 +75,8 @@ def _deltas(outcome: ApplyOutcome) -> dict[str, int]:
     }
 
 
-def _add(t: ApplyTotals, outcome: ApplyOutcome, seconds: float) -> None:
-    for name, n in _deltas(outcome).items():
+def _add(t: ApplyTotals, outcome: ApplyOutcome, seconds: float, messages: int) -> None:
+    for name, n in _deltas(outcome, messages).items():
         t.counts[name] += n
     for le in APPLY_BUCKETS:
         if seconds <= le:
@@ -96,9 +96,9 @@ class MemoryApplyStats:
         self._lock = threading.Lock()
         self._totals = ApplyTotals()
 
-    def applied(self, outcome: ApplyOutcome, seconds: float) -> None:
+    def applied(self, outcome: ApplyOutcome, seconds: float, messages: int = 1) -> None:
         with self._lock:
-            _add(self._totals, outcome, seconds)
+            _add(self._totals, outcome, seconds, messages)
 
     def dead_letter(self) -> None:
         with self._lock:
@@ -132,8 +132,8 @@ class RedisApplyStats:
         self._pending = ApplyTotals()
         self._flushed = time.monotonic()
 
-    def applied(self, outcome: ApplyOutcome, seconds: float) -> None:
-        _add(self._pending, outcome, seconds)
+    def applied(self, outcome: ApplyOutcome, seconds: float, messages: int = 1) -> None:
+        _add(self._pending, outcome, seconds, messages)
         self._flush_if_due()
 
     def dead_letter(self) -> None:

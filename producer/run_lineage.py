@@ -114,7 +114,7 @@ class AppliedTasks:
         self.uuids: list[str] = []
         self._lock = threading.Lock()
 
-    def applied(self, outcome: ApplyOutcome, seconds: float) -> None:
+    def applied(self, outcome: ApplyOutcome, seconds: float, messages: int = 1) -> None:
         with self._lock:
             self.uuids.extend(n.task_uuid for n in outcome.notes if n.outcome == "applied")
 

@@ -16,6 +16,7 @@ from common.models import TaskCompletionResult
 from common.store.apply import ApplyOutcome
 from producer import apply as apply_module
 from producer.apply import ResultApplier
+from producer.apply_stats import MemoryApplyStats
 from tests.helpers import batch_header
 
 POISON = uuid.uuid4()  # a task whose result breaks any transaction it is in
@@ -79,6 +80,7 @@ def _applier() -> tuple[ResultApplier, FakeLedger, FakeDeadLetters]:
 def test_a_group_is_one_transaction_and_acknowledged_together(transactions: list[int]) -> None:
     # Given three valid messages and one that is not a results message at all
     applier, ledger, dead = _applier()
+    applier.observer = metrics = MemoryApplyStats()
     reader = FakeReader()
     raws = [_envelope(f"b{i}", uuid.uuid4()) for i in range(3)] + [b"junk"]
 
@@ -91,6 +93,9 @@ def test_a_group_is_one_transaction_and_acknowledged_together(transactions: list
     assert [k["reason"][:25] for k in dead.kept] == ["not a kombu message envel"]
     assert reader.finished == 1 and reader.requeued == []
     assert (applier.stats.messages, applier.stats.applied, applier.stats.dead_letters) == (4, 3, 1)
+    # And /metrics counts four messages read: three applied in one timed transaction, one dead letter
+    totals = metrics.read()
+    assert (totals.counts["messages"], totals.counts["dead_letters"], totals.seconds_count) == (4, 1, 1)
 
 
 def test_a_group_that_fails_is_applied_one_message_at_a_time(transactions: list[int]) -> None:
