@@ -33,7 +33,8 @@ __all__ = [
 log = logging.getLogger("annoflow.metrics")
 
 KEY = "annoflow:metrics:apply"
-# Seconds per apply transaction: one results message, or on Redis the messages taken together.
+# Seconds to apply one results message: its transaction's time (on Redis several
+# messages share one transaction, and each is observed with that transaction's time).
 APPLY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 # What the counters count: messages read, and per-task outcomes of apply_results.
 COUNTERS = ("messages", "applied", "stale", "retried", "failed", "dead_letters")
@@ -80,9 +81,9 @@ def _add(t: ApplyTotals, outcome: ApplyOutcome, seconds: float, messages: int) -
         t.counts[name] += n
     for le in APPLY_BUCKETS:
         if seconds <= le:
-            t.buckets[le] += 1
-    t.seconds_sum += seconds
-    t.seconds_count += 1
+            t.buckets[le] += messages
+    t.seconds_sum += seconds * messages
+    t.seconds_count += messages
 
 
 def _text(value: bytes | str) -> str:
