@@ -24,8 +24,8 @@ def rss_mb(pid: int) -> float:
     return 0.0
 
 
-def _cpu_tree_s(root: int) -> float:
-    """CPU seconds (user + system) of ``root`` and every live descendant, from /proc."""
+def _cpu_tree_s(root: int) -> tuple[float, float]:
+    """CPU seconds (user + system) of ``root`` itself and of its live descendants, from /proc."""
     parents: dict[int, int] = {}
     times: dict[int, float] = {}
     for entry in os.scandir("/proc"):
@@ -39,12 +39,12 @@ def _cpu_tree_s(root: int) -> float:
         fields = stat[stat.rindex(")") + 2 :].split()
         parents[int(entry.name)] = int(fields[1])
         times[int(entry.name)] = (int(fields[11]) + int(fields[12])) / _TICKS
-    total, todo = 0.0, [root]
+    below, todo = 0.0, [child for child, parent in parents.items() if parent == root]
     while todo:
         pid = todo.pop()
-        total += times.get(pid, 0.0)
+        below += times.get(pid, 0.0)
         todo += [child for child, parent in parents.items() if parent == pid]
-    return total
+    return times.get(root, 0.0), below
 
 
 def _redis_cpu_s(client: redis.Redis) -> float:
@@ -53,14 +53,23 @@ def _redis_cpu_s(client: redis.Redis) -> float:
 
 
 class Cpu:
-    """CPU seconds spent by each part of a run between :meth:`start` and :meth:`stop`."""
+    """CPU seconds spent by each part of a run between :meth:`start` and :meth:`stop`.
+
+    Each named process counts with its descendants; a process that has any
+    (the worker and its pool) also gets ``<name>_children``, their share.
+    """
 
     def __init__(self, client: redis.Redis, pids: dict[str, int]) -> None:
         self.client, self.pids = client, pids
         self.begin: dict[str, float] = {}
 
     def _now(self) -> dict[str, float]:
-        out = {name: _cpu_tree_s(pid) for name, pid in self.pids.items()}
+        out: dict[str, float] = {}
+        for name, pid in self.pids.items():
+            own, below = _cpu_tree_s(pid)
+            out[name] = own + below
+            if below:
+                out[f"{name}_children"] = below
         out["redis"] = _redis_cpu_s(self.client)
         times = os.times()
         out["bench"] = times.user + times.system

@@ -22,5 +22,25 @@ def test_this_process_has_memory_and_cpu_time() -> None:
     busy = sum(i * i for i in range(200_000))
     # When its RSS and its tree's CPU time are read from /proc
     # Then both are positive, and a process that does not exist reads as zero
-    assert busy > 0 and rss_mb(os.getpid()) > 1 and _cpu_tree_s(os.getpid()) > 0
-    assert rss_mb(2**22 + 7) == 0.0 and _cpu_tree_s(2**22 + 7) == 0.0
+    assert busy > 0 and rss_mb(os.getpid()) > 1 and _cpu_tree_s(os.getpid())[0] > 0
+    assert rss_mb(2**22 + 7) == 0.0 and _cpu_tree_s(2**22 + 7) == (0.0, 0.0)
+
+
+def test_a_child_process_counts_apart_from_its_parent() -> None:
+    # Given a child that burns CPU for a while and then waits to be read
+    import subprocess
+    import sys
+
+    child = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time\nt = time.process_time()\nwhile time.process_time() - t < 0.3: pass\n"
+         "print('ready', flush=True)\nsys.stdin.read()"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert child.stdout is not None and child.stdout.readline().strip() == "ready"
+        # When this process's tree is read
+        own, below = _cpu_tree_s(os.getpid())
+        # Then the child's CPU is in the descendants' share, not in this process's own
+        assert below >= 0.25 and own > 0
+    finally:
+        child.communicate("")
