@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
 from common.errors import InvalidInputError
-from common.workflow import Workflow
+from common.workflow_graph import Workflow
 
 __all__ = ["AgentLike", "RunnerLike", "StageInfo", "agents_of", "load_runner", "probe_runner"]
 

@@ -22,7 +22,7 @@ from common.enums import Action, StageType, TaskStatus
 from common.errors import InvalidInputError, NotFoundError
 from common.store import ActionRequest, LabelRow, ProjectRecord, Store, SubtaskRecord, TaskRecord
 from common.store.filters import UNSET, named_filters
-from common.workflow import Stage
+from common.workflow_graph import Stage
 
 __all__ = [
     "AgentStage",

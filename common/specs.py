@@ -22,7 +22,7 @@ from common.models import TaskSpec, WorkKind
 from common.store.records import ProjectRecord, TaskRecord
 from common.store.schema import data_units, label_rows
 from common.store.store import Store
-from common.workflow import Stage
+from common.workflow_graph import Stage
 
 __all__ = ["SpecOptions", "build_spec_json", "build_specs"]
 

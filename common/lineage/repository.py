@@ -13,7 +13,7 @@ from typing import Any
 from sqlalchemy import Connection, insert, select, update
 
 from common.lineage.model import LineageEdge, LineageNode, NodeKind
-from common.store.lifecycle import now
+from common.store.records import now
 from common.store.schema import lineage_edges, lineage_nodes
 
 __all__ = ["NodeRow", "add_edges", "edges_from", "edges_to", "load_nodes", "nodes_of_project", "upsert_nodes"]

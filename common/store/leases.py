@@ -38,8 +38,7 @@ from sqlalchemy import (
 )
 
 from common.enums import TaskStatus
-from common.store.lifecycle import now
-from common.store.records import TaskRecord
+from common.store.records import TaskRecord, now
 from common.store.schema import tasks
 from common.store.store import Store
 

@@ -4,38 +4,45 @@ Everything here runs inside the caller's transaction: the task row is updated
 with an optimistic version check, the event is appended, consensus subtasks and
 label rows follow. A concurrent change makes the update miss and raises
 :class:`ConflictError`, so a task is never left half-moved.
+
+The parts live beside this module: the task's rows in :mod:`common.store.task_rows`,
+role and certification checks in :mod:`common.store.permissions`, moves between
+stages in :mod:`common.store.moves`, label branches in :mod:`common.store.labels`.
+Their names that callers import from here are re-exported.
 """
 
 from __future__ import annotations
 
-import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, delete, insert, select, update
+from sqlalchemy import Connection, update
 
-from common.enums import Action, Role, StageType, TaskStatus
-from common.errors import (
-    ConflictError,
-    ForbiddenError,
-    InvalidInputError,
-    NotFoundError,
-    TransitionNotAllowedError,
-)
-from common.store.records import SubtaskRecord, TaskRecord
-from common.store.schema import certifications, events, label_rows, memberships, subtasks, tasks
-from common.transitions import Move, Rule, arrival_status, rule_for
-from common.workflow import Pathway, Stage, Workflow
+from common.enums import Action, StageType, TaskStatus
+from common.errors import ConflictError, InvalidInputError, NotFoundError, TransitionNotAllowedError
+from common.store.labels import copy_labels
+from common.store.moves import MovePlan, enter_stage_rows, move, plan_move
+from common.store.permissions import check_certifications, check_on_behalf, check_role
+from common.store.records import TaskRecord, now
+from common.store.schema import subtasks
+from common.store.task_rows import load_subtasks, load_task, record_event, write_task
+from common.transitions import Move, Rule, rule_for
+from common.workflow_graph import Pathway, Stage, Workflow
 
-__all__ = ["ActionRequest", "MovePlan", "copy_labels", "enter_stage_rows", "execute", "plan_move", "record_event"]
-
-# Who may act on a task another user holds (submit or release it for them).
-_MANAGERS = frozenset({Role.TEAM_MANAGER, Role.ADMIN})
-
-
-def now() -> datetime:
-    return datetime.now(UTC)
+# ActionRequest and execute are defined here; the rest are re-exported from their modules.
+__all__ = [
+    "ActionRequest",
+    "MovePlan",
+    "copy_labels",
+    "enter_stage_rows",
+    "execute",
+    "load_subtasks",
+    "load_task",
+    "move",
+    "now",
+    "plan_move",
+    "record_event",
+]
 
 
 @dataclass(frozen=True)
@@ -52,24 +59,6 @@ class ActionRequest:
     expected_version: int | None = None  # the version the caller last saw
     lease_token: str | None = None  # results from workers must still hold the lease
     run_id: str | None = None
-
-
-def load_task(conn: Connection, task_uuid: str) -> TaskRecord:
-    row = conn.execute(select(tasks).where(tasks.c.uuid == task_uuid)).mappings().first()
-    if row is None:
-        raise NotFoundError(f"no task {task_uuid}; list tasks with 'annoflow tasks list --project NAME'")
-    return TaskRecord.model_validate(dict(row))
-
-
-def load_subtasks(conn: Connection, task_uuid: str) -> list[SubtaskRecord]:
-    rows = conn.execute(
-        select(subtasks).where(subtasks.c.task_uuid == task_uuid).order_by(subtasks.c.label_branch)
-    ).mappings()
-    return [SubtaskRecord.model_validate(dict(r)) for r in rows]
-
-
-def record_event(conn: Connection, task: TaskRecord, **values: Any) -> None:
-    conn.execute(insert(events).values(project_id=task.project_id, task_uuid=task.uuid, at=now(), **values))
 
 
 def _record_in_stage(
@@ -98,106 +87,6 @@ def _record_in_stage(
     )
 
 
-def _role(conn: Connection, project_id: str, email: str) -> Role | None:
-    value = conn.execute(
-        select(memberships.c.role).where(memberships.c.project_id == project_id, memberships.c.email == email)
-    ).scalar()
-    return Role(value) if value else None
-
-
-def _check_role(
-    conn: Connection, task: TaskRecord, stage: Stage, rule: Rule, action: Action, who: str, for_whom: str = ""
-) -> None:
-    if rule.roles is None:
-        return
-    role = _role(conn, task.project_id, who)
-    if role not in rule.roles:
-        need = ", ".join(sorted(r.value for r in rule.roles))
-        has = role.value if role else "no role on this project"
-        what = f"be the user {for_whom} acts for" if for_whom else action.value
-        raise ForbiddenError(
-            f"{who} cannot {what} in {stage.type.value} stage '{stage.title}': "
-            f"they have {has}; it needs one of: {need} ('annoflow users add {who} --project ... --role ...')"
-        )
-
-
-def _check_on_behalf(
-    conn: Connection, task: TaskRecord, stage: Stage, rule: Rule, action: Action, actor: str, holder: str | None
-) -> None:
-    """Acting on work someone else holds: they must have the role, and the actor must manage the project."""
-    if not holder or not actor or holder == actor:
-        return
-    # "Submitted on behalf of" users with the stage's roles: the holder's role counts too.
-    _check_role(conn, task, stage, rule, action, holder, for_whom=actor)
-    if _role(conn, task.project_id, actor) not in _MANAGERS:
-        raise ForbiddenError(
-            f"{actor} cannot {action.value} work that {holder} holds in stage '{stage.title}': only the assignee, "
-            f"a team_manager or an admin can; leave out --by to act as {holder}, or assign it to {actor} first"
-        )
-
-
-def _check_certifications(conn: Connection, stage: Stage, who: str) -> None:
-    if not stage.certifications:
-        return
-    held = set(conn.execute(select(certifications.c.name).where(certifications.c.email == who)).scalars())
-    missing = [c for c in stage.certifications if c not in held]
-    if missing:
-        raise ForbiddenError(
-            f"{who} cannot be assigned in stage '{stage.title}': missing certification(s) "
-            f"{', '.join(missing)}; grant them with 'annoflow users certify {who} NAME'"
-        )
-
-
-def enter_stage_rows(stage: Stage, task_uuid: str, status: TaskStatus) -> list[dict[str, Any]]:
-    """Subtask rows a task needs when it enters ``stage`` (consensus annotation only)."""
-    if stage.type is not StageType.CONSENSUS_ANNOTATION or not stage.annotators:
-        return []
-    at = now()
-    return [
-        {
-            "uuid": str(uuid.uuid4()),
-            "task_uuid": task_uuid,
-            "label_branch": f"consensus-{i + 1}",
-            "assignee": None,
-            "status": status.value,
-            "updated_at": at,
-        }
-        for i in range(stage.annotators)
-    ]
-
-
-def copy_labels(conn: Connection, project_id: str, data_hash: str, source: str, target: str) -> None:
-    """Make branch ``target`` hold the objects of branch ``source``."""
-    src = conn.execute(
-        select(label_rows.c.objects).where(
-            label_rows.c.project_id == project_id,
-            label_rows.c.data_hash == data_hash,
-            label_rows.c.branch == source,
-        )
-    ).scalar()
-    objects = src if src is not None else []
-    done = conn.execute(
-        update(label_rows)
-        .where(
-            label_rows.c.project_id == project_id,
-            label_rows.c.data_hash == data_hash,
-            label_rows.c.branch == target,
-        )
-        .values(objects=objects, version=label_rows.c.version + 1, updated_at=now())
-    )
-    if done.rowcount == 0:
-        conn.execute(
-            insert(label_rows).values(
-                project_id=project_id,
-                data_hash=data_hash,
-                branch=target,
-                objects=objects,
-                version=1,
-                updated_at=now(),
-            )
-        )
-
-
 def _destination(wf: Workflow, stage: Stage, rule: Rule, req: ActionRequest) -> Pathway | None:
     if rule.move is Move.SINGLE:
         return stage.pathways[0]
@@ -211,18 +100,6 @@ def _destination(wf: Workflow, stage: Stage, rule: Rule, req: ActionRequest) -> 
             )
         return stage.pathway(req.pathway)
     return None
-
-
-def _write_task(conn: Connection, task: TaskRecord, values: dict[str, Any]) -> None:
-    values = {**values, "updated_at": now(), "version": task.version + 1}
-    done = conn.execute(
-        update(tasks).where(tasks.c.uuid == task.uuid, tasks.c.version == task.version).values(**values)
-    )
-    if done.rowcount != 1:
-        raise ConflictError(
-            f"task {task.uuid} was changed by another process while this action ran; "
-            "read it again and retry if the action still applies"
-        )
 
 
 def execute(conn: Connection, wf: Workflow, req: ActionRequest) -> TaskRecord:
@@ -255,16 +132,16 @@ def execute(conn: Connection, wf: Workflow, req: ActionRequest) -> TaskRecord:
         who = req.assignee or req.by
         if not who:
             raise InvalidInputError("assign needs the email of the user to assign")
-        _check_role(conn, task, stage, rule, req.action, who)
-        _check_certifications(conn, stage, who)
+        check_role(conn, task, stage, rule, req.action, who)
+        check_certifications(conn, stage, who)
         actor = req.by or who
     else:
         actor = req.by or task.assignee or ""
         if rule.roles is not None and not actor:
             raise InvalidInputError(f"{req.action.value} needs the acting user: pass by=EMAIL (--by EMAIL)")
-        _check_role(conn, task, stage, rule, req.action, actor)
+        check_role(conn, task, stage, rule, req.action, actor)
         if stage.type is not StageType.AGENT:
-            _check_on_behalf(conn, task, stage, rule, req.action, actor, task.assignee)
+            check_on_behalf(conn, task, stage, rule, req.action, actor, task.assignee)
     if rule.move is Move.STAY:
         assert rule.status is not None
         values: dict[str, Any] = {"status": rule.status.value, "last_actioned_by": actor or None}
@@ -272,86 +149,13 @@ def execute(conn: Connection, wf: Workflow, req: ActionRequest) -> TaskRecord:
             values["assignee"] = req.assignee or req.by
         if rule.clears_assignee:
             values["assignee"] = None
-        _write_task(conn, task, values)
+        write_task(conn, task, values)
         _record_in_stage(conn, task, req, stage, actor, task.status.value, rule.status.value)
         return load_task(conn, task.uuid)
     if stage.type is StageType.CONSENSUS_REVIEW and req.action is Action.APPROVE:
         _choose_branch(conn, task, req)
     pathway = _destination(wf, stage, rule, req)
     return move(conn, wf, task, pathway, rule, req.action, actor, req.run_id)
-
-
-@dataclass(frozen=True)
-class MovePlan:
-    """What moving one task writes: its new column values, subtask rows and its one event."""
-
-    values: dict[str, Any]  # task columns, without updated_at and version
-    subtask_rows: list[dict[str, Any]]  # a fresh consensus round, or empty
-    event: dict[str, Any]  # the event's columns, without project_id, task_uuid and at
-
-
-def plan_move(
-    wf: Workflow,
-    task: TaskRecord,
-    pathway: Pathway | None,
-    rule: Rule,
-    action: Action,
-    actor: str | None,
-    run_id: str | None,
-    extra: dict[str, Any] | None = None,
-) -> MovePlan:
-    """Work out a move along ``pathway`` (the start stage when None), through routers, without writing.
-
-    :func:`move` executes it for one task; the result applier executes many at once.
-    """
-    target = pathway.to if pathway is not None else wf.start_uuid
-    dest, routed = wf.resolve(target, task.data_hash, actor)
-    status = arrival_status(dest.type, rule)
-    values: dict[str, Any] = {
-        "stage_uuid": dest.uuid,
-        "status": status.value,
-        "assignee": None,
-        "last_actioned_by": actor or None,
-        "lease_token": None,
-        "lease_deadline": None,
-        "attempts": 0,
-        "last_error": None,
-        **(extra or {}),
-    }
-    event = {
-        "actor": actor or None,
-        "action": action.value,
-        "from_stage": task.stage_uuid,
-        "to_stage": dest.uuid,
-        "from_status": task.status.value,
-        "to_status": status.value,
-        "pathway": pathway.uuid if pathway else None,
-        "run_id": run_id,
-        "detail": {"routers": [p.uuid for p in routed]} if routed else None,
-    }
-    return MovePlan(values, enter_stage_rows(dest, task.uuid, status), event)
-
-
-def move(
-    conn: Connection,
-    wf: Workflow,
-    task: TaskRecord,
-    pathway: Pathway | None,
-    rule: Rule,
-    action: Action,
-    actor: str | None,
-    run_id: str | None,
-    extra: dict[str, Any] | None = None,
-) -> TaskRecord:
-    """Move ``task`` along ``pathway`` (or to the start stage when it is None), through routers."""
-    plan = plan_move(wf, task, pathway, rule, action, actor, run_id, extra)
-    _write_task(conn, task, plan.values)
-    if plan.subtask_rows:
-        # A fresh round of consensus; the previous round's options are replaced.
-        conn.execute(delete(subtasks).where(subtasks.c.task_uuid == task.uuid))
-        conn.execute(insert(subtasks), plan.subtask_rows)
-    record_event(conn, task, **plan.event)
-    return load_task(conn, task.uuid)
 
 
 def _choose_branch(conn: Connection, task: TaskRecord, req: ActionRequest) -> None:
@@ -385,14 +189,14 @@ def _execute_subtask(conn: Connection, wf: Workflow, stage: Stage, task: TaskRec
             raise TransitionNotAllowedError(
                 f"{who} already holds a subtask of consensus task {task.uuid}; each annotator gets one subtask"
             )
-        _check_role(conn, task, stage, rule, req.action, who)
-        _check_certifications(conn, stage, who)
+        check_role(conn, task, stage, rule, req.action, who)
+        check_certifications(conn, stage, who)
         values["assignee"] = who
         actor = req.by or who
     else:
         actor = req.by or sub.assignee or ""
-        _check_role(conn, task, stage, rule, req.action, actor)
-        _check_on_behalf(conn, task, stage, rule, req.action, actor, sub.assignee)
+        check_role(conn, task, stage, rule, req.action, actor)
+        check_on_behalf(conn, task, stage, rule, req.action, actor, sub.assignee)
         if rule.clears_assignee:
             values["assignee"] = None
     done = conn.execute(
@@ -405,7 +209,7 @@ def _execute_subtask(conn: Connection, wf: Workflow, stage: Stage, task: TaskRec
     if done.rowcount != 1:
         raise ConflictError(f"subtask {sub.uuid} was changed by another process; read it again")
     # Touch the parent so concurrent actions on the same task conflict cleanly.
-    _write_task(conn, task, {"last_actioned_by": actor or None})
+    write_task(conn, task, {"last_actioned_by": actor or None})
     task = load_task(conn, task.uuid)
     detail = {"subtask": sub.uuid, "branch": sub.label_branch}
     _record_in_stage(conn, task, req, stage, actor, sub.status.value, values["status"], detail)

@@ -1,8 +1,8 @@
-"""Plain records the store hands out: immutable snapshots of rows."""
+"""Plain records the store hands out: immutable snapshots of rows, and the clock that stamps them."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -19,7 +19,13 @@ __all__ = [
     "SubtaskRecord",
     "TaskRecord",
     "UserRecord",
+    "now",
 ]
+
+
+def now() -> datetime:
+    """The time the store writes on rows: timezone-aware, in UTC."""
+    return datetime.now(UTC)
 
 
 class _Record(BaseModel):

@@ -22,8 +22,7 @@ from common.models import TaskCompletionResult, TaskSpec
 from common.store.bulk import driver_value
 from common.store.filters import compile_filters
 from common.store.leases import FAILED, lease_picked
-from common.store.lifecycle import now
-from common.store.records import TaskRecord
+from common.store.records import TaskRecord, now
 from common.store.schema import label_rows, run_failures, run_label_backup, tasks
 from common.store.store import Store
 

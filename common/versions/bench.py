@@ -22,7 +22,7 @@ from sqlalchemy import Engine, bindparam, insert, select, text, update
 
 from common.errors import InvalidInputError
 from common.store import DataFile, DataUnit, Store
-from common.store.lifecycle import now
+from common.store.records import now
 from common.store.schema import label_rows, tasks
 from common.versions.create import create_version
 from common.versions.restore import restore_version

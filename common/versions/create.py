@@ -16,7 +16,7 @@ from sqlalchemy import Connection, insert, select, tuple_, update
 
 from common.lineage import NodeKind, Ref, record_lineage
 from common.store import Store
-from common.store.lifecycle import now
+from common.store.records import now
 from common.store.schema import label_rows, project_versions, tasks, version_labels, version_tasks, workflow_versions
 from common.versions.content import StateHash, TaskState, blob_hash, store_blobs
 from common.versions.snapshot import (

@@ -20,7 +20,8 @@ from common.enums import TaskStatus
 from common.errors import InvalidInputError
 from common.lineage import NodeKind, Ref, record_lineage
 from common.store import Store
-from common.store.lifecycle import enter_stage_rows, now
+from common.store.moves import enter_stage_rows
+from common.store.records import now
 from common.store.schema import (
     data_units,
     events,
@@ -41,7 +42,7 @@ from common.versions.snapshot import (
     label_states,
     task_states,
 )
-from common.workflow import Workflow
+from common.workflow_graph import Workflow
 
 __all__ = ["RestoreResult", "restore_version"]
 

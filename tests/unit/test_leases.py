@@ -18,7 +18,7 @@ from common.store.leases import (
     next_retry_at,
     release_failed,
 )
-from common.store.lifecycle import now
+from common.store.records import now
 from common.store.schema import tasks
 from common.workflow import Workflow, load_workflow
 from tests.helpers import make_project

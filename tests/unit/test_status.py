@@ -20,7 +20,7 @@ from typer.testing import CliRunner
 
 from common.enums import Action
 from common.store import ActionRequest, ProjectRecord, Store
-from common.store.lifecycle import now
+from common.store.records import now
 from common.store.schema import tasks
 from common.workflow import load_workflow
 from producer import cli
