@@ -108,8 +108,12 @@ def publish_json(app: Celery, body: str, queue_name: str) -> None:
 
     The default exchange delivers straight to the queue named by the routing key, as
     Celery does for direct queues: publishing through the queue's named exchange would
-    cost a Redis lookup of its bindings per message.
+    cost a Redis lookup of its bindings per message. On Redis, once the queue is
+    declared, the message is pushed straight to its list (:func:`redis_transport.push_json`).
     """
+    if queue_name in _DECLARED and app.conf.broker_transport == redis_transport.TRANSPORT:
+        redis_transport.push_json(app.conf.broker_url, queue_name, body)
+        return
     # The default exchange needs no binding, so the queue is declared once per
     # process (for tools that list queues), not bound and copied for every message.
     declare = [] if queue_name in _DECLARED else [make_queue(queue_name)]

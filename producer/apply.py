@@ -36,10 +36,11 @@ from pydantic import ValidationError
 from common.batches import ResultBatch
 from common.celery_app import DEAD_LETTER_QUEUE, RESULTS_QUEUE, broker_transport, make_queue
 from common.errors import TransientError
+from common.redis_transport import message_body
 from common.store import Store
 from common.store.apply import apply_results
 from producer.inflight import Ledger, RedisLedger
-from producer.redis_results import ResultReader, message_body
+from producer.redis_results import ResultReader
 
 if TYPE_CHECKING:
     from producer.apply_stats import ApplyObserver

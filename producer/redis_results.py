@@ -16,14 +16,12 @@ come back within about ``ttl_s`` seconds, and applying them again changes
 nothing (their leases no longer match: stale). kombu's visibility timeout for
 its own unacknowledged messages is an hour.
 
-The messages stay in kombu's envelope (the workers publish with kombu), so a
-kombu consumer and the queue-depth gauges read the same list.
+The messages stay in kombu's envelope (:mod:`common.redis_transport` writes it
+as kombu would), so a kombu consumer and the queue-depth gauges read the same list.
 """
 
 from __future__ import annotations
 
-import base64
-import json
 import logging
 import os
 import socket
@@ -36,7 +34,7 @@ from typing import Any
 import redis
 from redis.client import Pipeline
 
-__all__ = ["APPLIERS_KEY", "ResultReader", "message_body", "taken_key"]
+__all__ = ["APPLIERS_KEY", "ResultReader", "taken_key"]
 
 log = logging.getLogger("annoflow.applier")
 
@@ -73,23 +71,6 @@ return n
 def taken_key(applier_id: str) -> str:
     """The list of messages one applier took and has not acknowledged yet."""
     return f"annoflow:applier:{applier_id}:taken"
-
-
-def message_body(raw: bytes) -> bytes:
-    """The body of one kombu envelope as Redis holds it (base64-decoded where kombu encoded it).
-
-    Raises:
-        ValueError: ``raw`` is not a kombu envelope.
-    """
-    try:
-        envelope = json.loads(raw)
-        body = envelope["body"]
-        encoding = envelope.get("properties", {}).get("body_encoding")
-    except (ValueError, KeyError, TypeError, AttributeError) as e:
-        raise ValueError(f"not a kombu message envelope ({type(e).__name__}: {e})") from e
-    if not isinstance(body, str):
-        raise ValueError("not a kombu message envelope (its body is not text)")
-    return base64.b64decode(body) if encoding == "base64" else body.encode()
 
 
 class ResultReader:

@@ -13,9 +13,9 @@ import redis
 from kombu.connection import Connection
 from kombu.messaging import Producer
 
-from common.redis_transport import TRANSPORT
+from common.redis_transport import TRANSPORT, message_body
 from producer.queue_depth import RedisQueueReader
-from producer.redis_results import APPLIERS_KEY, ResultReader, message_body
+from producer.redis_results import APPLIERS_KEY, ResultReader
 from tests.servers import require_redis
 
 pytestmark = pytest.mark.integration
