@@ -111,7 +111,7 @@ def publish_json(app: Celery, body: str, queue_name: str) -> None:
     cost a Redis lookup of its bindings per message. On Redis, once the queue is
     declared, the message is pushed straight to its list (:func:`redis_transport.push_json`).
     """
-    if queue_name in _DECLARED and app.conf.broker_transport == redis_transport.TRANSPORT:
+    if queue_name in _DECLARED and redis_transport.pushes_directly(app):
         redis_transport.push_json(app.conf.broker_url, queue_name, body)
         return
     # The default exchange needs no binding, so the queue is declared once per

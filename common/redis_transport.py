@@ -33,7 +33,17 @@ from typing import TYPE_CHECKING, Any
 import redis
 from kombu.transport import redis as kombu_redis
 
-__all__ = ["TRANSPORT", "Channel", "Transport", "envelope", "message_body", "push_json", "push_many", "task_envelope"]
+__all__ = [
+    "TRANSPORT",
+    "Channel",
+    "Transport",
+    "envelope",
+    "message_body",
+    "push_json",
+    "push_many",
+    "pushes_directly",
+    "task_envelope",
+]
 
 if TYPE_CHECKING:
     from celery import Celery
@@ -64,6 +74,11 @@ class Transport(kombu_redis.Transport):
     """kombu's Redis transport with :class:`Channel`."""
 
     Channel = Channel
+
+
+def pushes_directly(app: Celery) -> bool:
+    """Whether ``app``'s broker is Redis through this transport, so messages may be pushed straight."""
+    return bool(app.conf.broker_transport == TRANSPORT)
 
 
 def envelope(body: str, queue: str, headers: dict[str, Any] | None = None, **properties: Any) -> str:
@@ -127,9 +142,9 @@ def message_body(raw: bytes) -> bytes:
 
 # One client per broker URL and process (redis-py's pool opens new connections after a fork).
 _CLIENTS: dict[str, redis.Redis] = {}
-# Waits between tries while Redis is unreachable: about 80 s in all, as kombu's publish retries.
 # Messages per LPUSH: a few MB at a hundred tasks per message.
 _PUSH_CHUNK = 64
+# Waits between tries while Redis is unreachable: about 80 s in all, as kombu's publish retries.
 _RETRY_WAITS = [min(0.2 + 0.5 * i, 5.0) for i in range(20)]
 
 
@@ -143,7 +158,7 @@ def push_json(url: str, queue: str, body: str) -> None:
 
 
 def push_many(url: str, queue: str, envelopes: Sequence[str]) -> None:
-    """Append envelopes to ``queue`` in one round trip, retrying while Redis is unreachable.
+    """Append envelopes to ``queue``, one round trip per 64, retrying while Redis is unreachable.
 
     A try that failed may have delivered the messages already: each is then
     delivered twice, which the pipeline's leases make harmless.

@@ -227,7 +227,7 @@ class Producer:
 
     def _send(self, plan: StagePlan, queue: Any, batches: list[tuple[BatchHeader, list[str]]], publisher: Any) -> None:
         """Publish a fill's messages, in as few round trips as the broker allows."""
-        if plan.queue in self._declared and self.app.conf.broker_transport == redis_transport.TRANSPORT:
+        if plan.queue in self._declared and redis_transport.pushes_directly(self.app):
             # Celery's task messages, pushed in one round trip without kombu's machinery
             # (three times the CPU per message). A fill pushed twice after a lost reply
             # is applied once: the second result of a batch no longer matches its lease.

@@ -72,6 +72,8 @@ def test_celery_apps_use_it_only_for_redis_urls(tmp_path: Path) -> None:
     assert on_redis.conf.broker_transport == TRANSPORT
     assert embedded.conf.broker_transport == fs_transport.TRANSPORT
     assert on_amqp.conf.broker_transport is None
+    # and only the Redis app's messages may be pushed straight to their lists
+    assert [redis_transport.pushes_directly(a) for a in (on_redis, embedded, on_amqp)] == [True, False, False]
 
 
 def _consume(url: str, name: str, n: int) -> list[Message]:
