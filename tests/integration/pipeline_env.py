@@ -59,6 +59,7 @@ class Pipeline:
     project: ProjectRecord
     tmp: Path
     procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    loops: list[Producer | ResultApplier] = field(default_factory=list)  # stopped when the test ends
 
     @property
     def settings(self) -> Settings:
@@ -101,7 +102,7 @@ class Pipeline:
     def producer(self, **kw: object) -> Producer:
         runner = load_runner(AGENTS)
         plans = plan_stages(runner, self.store.workflow(self.project.id), self.project.name)
-        return Producer(
+        producer = Producer(
             self.store,
             make_celery_app(self.settings, self.pipeline),
             make_ledger(self.redis_url, self.tmp),
@@ -109,15 +110,19 @@ class Pipeline:
             plans,
             **kw,  # type: ignore[arg-type]
         )
+        self.loops.append(producer)
+        return producer
 
     def applier(self, **kw: object) -> ResultApplier:
-        return ResultApplier(
+        applier = ResultApplier(
             self.store,
             self.redis_url,
             transport_options(self.settings, self.pipeline),
             make_ledger(self.redis_url, self.tmp),
             **kw,  # type: ignore[arg-type]
         )
+        self.loops.append(applier)
+        return applier
 
     def logs(self) -> str:
         return "\n".join(p.read_text(errors="replace")[-3000:] for p in sorted(self.tmp.glob("*.log")))
@@ -147,17 +152,29 @@ def pipeline_for(store: Store, tmp: Path, titles: list[str]) -> Iterator[Pipelin
     project = store.create_project("pipe", load_workflow(WORKFLOW))
     store.add_data_units(project.id, store.dataset(project.id, "items"), make_units(titles))
     pipe = Pipeline(url, store, project, tmp)
+    started = len(_THREADS)
     try:
         yield pipe
     finally:
         for proc in pipe.procs:
             kill_group(proc, signal.SIGKILL)
+        # A producer or applier still running would take messages of the next test
+        # that gets this database number: stop them and wait before handing it back.
+        for loop in pipe.loops:
+            loop.stop.set()
+        for thread in _THREADS[started:]:
+            thread.join(15)
+        del _THREADS[started:]
         client.flushdb()
+
+
+_THREADS: list[threading.Thread] = []  # started by run_in_thread, joined by pipeline_for
 
 
 def run_in_thread(target: Callable[[], object]) -> threading.Thread:
     thread = threading.Thread(target=target, daemon=True)
     thread.start()
+    _THREADS.append(thread)
     return thread
 
 
