@@ -196,11 +196,14 @@ class ResultApplier:
         """Apply the messages taken together, acknowledge them in one round trip; return how many results they held."""
         verdicts: list[_Verdict | None] = []
         batches: list[ResultBatch] = []
+        bodies: list[bytes] = []  # what a dead letter keeps: the body, or the raw message if it has none
         for raw in raws:
             self.stats.messages += 1
             try:
-                parsed = self._parse(message_body(raw))
+                bodies.append(message_body(raw))
+                parsed = self._parse(bodies[-1])
             except ValueError as e:
+                bodies.append(raw)
                 parsed = str(e)
             if isinstance(parsed, str):
                 verdicts.append(_Verdict("dead", reason=parsed))
@@ -209,9 +212,9 @@ class ResultApplier:
                 batches.append(parsed)
         applied = iter(self._commit_group(batches))
         done = [v if v is not None else next(applied) for v in verdicts]
-        for raw, verdict in zip(raws, done, strict=True):
+        for body, verdict in zip(bodies, done, strict=True):
             if verdict.action == "dead":
-                self._dead_letter(raw, verdict.reason)
+                self._dead_letter(body, verdict.reason)
         # The commits are done: the messages leave the broker (the ones to try again go back)
         # and their batches leave the in-flight ledger, in one round trip.
         acked = [v.batch for v in done if v.action == "ack" and v.batch is not None]

@@ -152,7 +152,8 @@ def test_malformed_results_go_to_dead_letter_once(pg_store: Store, tmp_path: Pat
         queue = make_queue(RESULTS_QUEUE)
         with Connection(pipe.redis_url) as conn:
             producer = conn.Producer()
-            for body in ("{not json", json.dumps({"header": {"batch_id": 1}, "results": "x"})):
+            published = ["{not json", json.dumps({"header": {"batch_id": 1}, "results": "x"})]
+            for body in published:
                 producer.publish(
                     body,
                     exchange=queue.exchange,
@@ -173,6 +174,8 @@ def test_malformed_results_go_to_dead_letter_once(pg_store: Store, tmp_path: Pat
         envelopes = [json.loads(raw) for raw in client.lrange(DEAD_LETTER_QUEUE, 0, -1)]
         kept = [json.loads(base64.b64decode(e["body"])) for e in envelopes]
         assert len(kept) == 2 and all("not a valid results message" in k["reason"] for k in kept)
+        # and each keeps the message as it was published, not the broker's envelope around it
+        assert sorted(k["body"] for k in kept) == sorted(published)
         assert client.llen(RESULTS_QUEUE) == 0
         assert applier.stats.applied == 0 and applier.stats.messages == 2
 
