@@ -134,7 +134,7 @@ def run_bench(
         tasks: tasks the annoflow run pushes through.
         batch_size: tasks per annoflow message.
         workers: worker pool processes (both runs).
-        max_in_flight: the producer's limit of unapplied messages (default: about 2,000 tasks' worth).
+        max_in_flight: the producer's limit of unapplied messages (default: about 15,000 tasks' worth, at most 150).
         store_url: the store (default: a fresh SQLite file); a PostgreSQL URL works too.
         baseline_tasks: one-task messages for bare Celery (default: ``tasks``, at most 10,000).
         timeout: seconds each run may take.
@@ -145,7 +145,9 @@ def run_bench(
     tmp = Path(tempfile.mkdtemp(prefix="annoflow-bench-"))
     own_store = store_url is None
     store_url = store_url or f"sqlite:///{tmp / 'bench.db'}"
-    in_flight = max_in_flight or max(4, min(64, 2000 // batch_size))
+    # About 15,000 tasks in flight (at most 150 messages): deep enough that the producer's refills and
+    # the applier's groups overlap with the workers; a shallower pipeline leaves the cores idle in turns.
+    in_flight = max_in_flight or max(4, min(150, 15_000 // batch_size))
     n_baseline = baseline_tasks or min(tasks, 10_000)
     settings = Settings(broker_url=broker_url, home=tmp)
     env = {
