@@ -15,7 +15,8 @@ the result applier passes it to its kombu connection.
 Messages to queues already declared skip kombu's publishing machinery on
 Redis: :func:`envelope` writes the envelope kombu would write (Celery's task
 message from :func:`task_envelope`), and :func:`push_json` / :func:`push_many`
-append it with one ``LPUSH``. ``Celery.send_task`` and ``Producer.publish``
+append it with one ``LPUSH`` (with any values the messages refer to set in the
+same round trip; :func:`fetch` reads one back). ``Celery.send_task`` and ``Producer.publish``
 cost about three times as much CPU, which is most of a message's cost at one
 task per message. :func:`message_body` reads either kind.
 """
@@ -27,8 +28,8 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import redis
 from kombu.transport import redis as kombu_redis
@@ -38,6 +39,7 @@ __all__ = [
     "Channel",
     "Transport",
     "envelope",
+    "fetch",
     "message_body",
     "push_json",
     "push_many",
@@ -49,6 +51,8 @@ if TYPE_CHECKING:
     from celery import Celery
 
 log = logging.getLogger("annoflow.broker")
+
+T = TypeVar("T")
 
 # What kombu and Celery accept as ``transport`` / ``broker_transport``.
 TRANSPORT = "common.redis_transport:Transport"
@@ -142,7 +146,7 @@ def message_body(raw: bytes) -> bytes:
 
 # One client per broker URL and process (redis-py's pool opens new connections after a fork).
 _CLIENTS: dict[str, redis.Redis] = {}
-# Messages per LPUSH: a few MB at a hundred tasks per message.
+# Messages per LPUSH command (all of a push still go in one round trip).
 _PUSH_CHUNK = 64
 # Waits between tries while Redis is unreachable: about 80 s in all, as kombu's publish retries.
 _RETRY_WAITS = [min(0.2 + 0.5 * i, 5.0) for i in range(20)]
@@ -157,8 +161,11 @@ def push_json(url: str, queue: str, body: str) -> None:
     push_many(url, queue, [envelope(body, queue)])
 
 
-def push_many(url: str, queue: str, envelopes: Sequence[str]) -> None:
-    """Append envelopes to ``queue``, one round trip per 64, retrying while Redis is unreachable.
+def push_many(url: str, queue: str, envelopes: Sequence[str], values: Sequence[tuple[str, str, int]] = ()) -> None:
+    """Append envelopes to ``queue`` in one round trip, retrying while Redis is unreachable.
+
+    ``values`` (key, text, seconds to live) are set first in the same round
+    trip, so a message never arrives before what it refers to.
 
     A try that failed may have delivered the messages already: each is then
     delivered twice, which the pipeline's leases make harmless.
@@ -166,16 +173,38 @@ def push_many(url: str, queue: str, envelopes: Sequence[str]) -> None:
     Raises:
         redis.ConnectionError: Redis stayed unreachable through every retry.
     """
+
+    def push(client: redis.Redis) -> None:
+        pipe = client.pipeline(transaction=False)
+        for key, text, ttl in values:
+            pipe.set(key, text, ex=max(ttl, 1))
+        for start in range(0, len(envelopes), _PUSH_CHUNK):
+            pipe.lpush(queue, *envelopes[start : start + _PUSH_CHUNK])
+        pipe.execute()
+
+    _retrying(url, f"publish to {queue}", push)
+
+
+def fetch(url: str, key: str) -> bytes | None:
+    """The value of ``key`` on the Redis at ``url`` (None if there is none), retrying while Redis is unreachable.
+
+    Raises:
+        redis.ConnectionError: Redis stayed unreachable through every retry.
+    """
+    value = _retrying(url, f"read {key}", lambda client: client.get(key))
+    return value.encode() if isinstance(value, str) else value
+
+
+def _retrying(url: str, what: str, call: Callable[[redis.Redis], T]) -> T:
     client = _CLIENTS.get(url)
     if client is None:
         client = _CLIENTS[url] = redis.Redis.from_url(url)
     for wait in [*_RETRY_WAITS, None]:
         try:
-            for start in range(0, len(envelopes), _PUSH_CHUNK):
-                client.lpush(queue, *envelopes[start : start + _PUSH_CHUNK])
-            return
+            return call(client)
         except (redis.ConnectionError, redis.TimeoutError) as e:
             if wait is None:
                 raise
-            log.warning("could not publish to %s (%s); retrying in %.1fs", queue, e, wait)
+            log.warning("could not %s (%s); retrying in %.1fs", what, e, wait)
             time.sleep(wait)
+    raise AssertionError("unreachable: the last wait re-raises")

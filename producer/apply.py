@@ -24,7 +24,6 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from functools import partial
 from typing import TYPE_CHECKING, Any, Literal
 
 import redis
@@ -43,6 +42,8 @@ from producer.inflight import Ledger, RedisLedger
 from producer.redis_results import ResultReader
 
 if TYPE_CHECKING:
+    from redis.client import Pipeline
+
     from producer.apply_stats import ApplyObserver
 
 __all__ = ["ApplierStats", "ResultApplier"]
@@ -219,8 +220,17 @@ class ResultApplier:
         # and their batches leave the in-flight ledger, in one round trip.
         acked = [v.batch for v in done if v.action == "ack" and v.batch is not None]
         entries = [(b.header.project_id, b.header.stage_uuid, b.header.batch_id) for b in acked]
+        # A batch that travelled by reference is done with its specs too (common.batches).
+        spec_keys = [b.header.specs_key for b in acked if b.header.specs_key]
         ledger = self.ledger
-        also = partial(ledger.remove_many, entries) if isinstance(ledger, RedisLedger) else None
+        redis_ledger = ledger if isinstance(ledger, RedisLedger) else None
+
+        def also(pipe: Pipeline) -> None:
+            if spec_keys:
+                pipe.delete(*spec_keys)
+            if redis_ledger is not None:
+                redis_ledger.remove_many(entries, pipe)
+
         while True:
             try:
                 reader.finish(
@@ -233,7 +243,7 @@ class ResultApplier:
                 log.warning("could not acknowledge %d results messages (%s); retrying", len(raws), e)
                 if self.stop.wait(1.0):
                     raise
-        if also is None:
+        if redis_ledger is None:
             ledger.remove_many(entries)
         for batch in acked:
             if self.on_applied is not None:

@@ -25,7 +25,7 @@ from kombu.exceptions import BatchPublishError
 from sqlalchemy import update
 
 from common import redis_transport
-from common.batches import BatchHeader
+from common.batches import INLINE_SPECS_BYTES, BatchHeader, specs_array, specs_key
 from common.celery_app import make_queue, stage_queue_name, stage_task_name
 from common.enums import StageType
 from common.errors import InvalidInputError
@@ -50,6 +50,8 @@ log = logging.getLogger("annoflow.producer")
 _POLL_S = 0.02
 # Messages sent in one Redis round trip (a fill is usually far fewer).
 _PUBLISH_BATCH = 256
+# A batch's specs stay on Redis this long past its lease deadline (when its tasks are claimed again).
+_SPECS_GRACE_S = 60
 
 
 @dataclass(frozen=True)
@@ -136,6 +138,7 @@ class Producer:
         lease_seconds: float = 600.0,
         max_tasks_per_stage: int | None = None,
         observer: ProduceObserver | None = None,
+        inline_bytes: int = INLINE_SPECS_BYTES,
     ) -> None:
         if batch_size < 1 or max_in_flight < 1:
             raise InvalidInputError("--task-batch-size and --max-in-flight must be at least 1")
@@ -149,6 +152,8 @@ class Producer:
         self.refresh_every = refresh_every
         self.lease_seconds = lease_seconds
         self.max_tasks_per_stage = max_tasks_per_stage
+        # On Redis, batches with this many bytes of specs travel by reference (common.batches).
+        self.inline_bytes = inline_bytes
         self.observer = observer  # /metrics: enumerate latency and tasks published
         # Refill a stage once this many of its batches are applied (see _fill).
         self._refill = max(1, max_in_flight // 4)
@@ -227,30 +232,53 @@ class Producer:
 
     def _send(self, plan: StagePlan, queue: Any, batches: list[tuple[BatchHeader, list[str]]], publisher: Any) -> None:
         """Publish a fill's messages, in as few round trips as the broker allows."""
-        if plan.queue in self._declared and redis_transport.pushes_directly(self.app):
+        direct = redis_transport.pushes_directly(self.app)
+        stored = self._by_reference(batches) if direct else []
+        messages = [(header, None if header.specs_key else chunk) for header, chunk in batches]
+        if plan.queue in self._declared and direct:
             # Celery's task messages, pushed in one round trip without kombu's machinery
             # (three times the CPU per message). A fill pushed twice after a lost reply
             # is applied once: the second result of a batch no longer matches its lease.
             envelopes = [
-                redis_transport.task_envelope(self.app, plan.task_name, args, plan.queue, _argsrepr(plan, header))
-                for header, chunk in batches
-                for args in [[header.model_dump(mode="json"), chunk]]
+                redis_transport.task_envelope(
+                    self.app,
+                    plan.task_name,
+                    [header.model_dump(mode="json"), specs],
+                    plan.queue,
+                    _argsrepr(plan, header),
+                )
+                for header, specs in messages
             ]
-            redis_transport.push_many(self.app.conf.broker_url, plan.queue, envelopes)
+            redis_transport.push_many(self.app.conf.broker_url, plan.queue, envelopes, stored)
             return
+        if stored:  # the specs first: a message must not arrive before what it names
+            redis_transport.push_many(self.app.conf.broker_url, plan.queue, [], stored)
         try:
             # One Redis round trip for the whole fill instead of one per message
             # (kombu sends the messages one by one on brokers that cannot batch).
             with publisher.batch(max_size=_PUBLISH_BATCH):
-                for header, chunk in batches:
-                    self._publish(plan, queue, header, chunk, publisher)
+                for header, specs in messages:
+                    self._publish(plan, queue, header, specs, publisher)
         except BatchPublishError as e:
             # Some of the fill may have reached the queue: send it all again, one
             # message at a time with kombu's retries. A batch delivered twice is
             # applied once (the second result no longer matches the lease).
             log.warning("publishing %d batches at once failed (%s); sending each again", len(batches), e.__cause__)
-            for header, chunk in batches:
-                self._publish(plan, queue, header, chunk, publisher)
+            for header, specs in messages:
+                self._publish(plan, queue, header, specs, publisher)
+
+    def _by_reference(self, batches: list[tuple[BatchHeader, list[str]]]) -> list[tuple[str, str, int]]:
+        """Mark the large batches to travel by reference (common.batches); return what to store for them.
+
+        Each is (key, JSON array of the specs, seconds to keep it: until a minute past the lease deadline).
+        """
+        stored = []
+        for header, chunk in batches:
+            if sum(map(len, chunk)) >= self.inline_bytes:
+                header.specs_key = specs_key(header.batch_id)
+                ttl = int(header.deadline.timestamp() - time.time()) + _SPECS_GRACE_S
+                stored.append((header.specs_key, specs_array(chunk), ttl))
+        return stored
 
     def _header(self, plan: StagePlan, size: int, deadline: datetime) -> BatchHeader:
         return BatchHeader(
@@ -264,13 +292,15 @@ class Producer:
             deadline=deadline,
         )
 
-    def _publish(self, plan: StagePlan, queue: Any, header: BatchHeader, chunk: list[str], publisher: Any) -> None:
+    def _publish(
+        self, plan: StagePlan, queue: Any, header: BatchHeader, specs: list[str] | None, publisher: Any
+    ) -> None:
         # Messages go through the default exchange straight to the queue, so the queue
         # is declared once (for tools that list queues), not bound and copied per message.
         declare = [] if plan.queue in self._declared else [queue]
         self.app.send_task(
             plan.task_name,
-            args=[header.model_dump(mode="json"), chunk],
+            args=[header.model_dump(mode="json"), specs],
             queue=queue,
             producer=publisher,
             retry=True,

@@ -21,7 +21,8 @@ from celery import Celery
 from celery.exceptions import SoftTimeLimitExceeded
 from celery.signals import worker_process_init
 
-from common.batches import encode_result_batch
+from common import redis_transport
+from common.batches import encode_result_batch, parse_specs
 from common.celery_app import RESULTS_QUEUE, publish_json, stage_task_name
 from common.loader import StageInfo, agents_of, load_runner
 from common.models import TaskCompletionResult, TaskSpec
@@ -43,14 +44,10 @@ def _load_agents(ref: str) -> dict[str, Any]:
     return agents
 
 
-def failure_results(specs: Sequence[str], error: str, worker: str) -> list[str]:
+def failure_results(specs: Sequence[TaskSpec], error: str, worker: str) -> list[str]:
     """One failed ``TaskCompletionResult`` per spec, for a batch the handler could not answer."""
-    out = []
     at = datetime.now(UTC)
-    for raw in specs:
-        spec = TaskSpec.model_validate_json(raw)
-        out.append(TaskCompletionResult.failed(spec, error, finished_at=at, worker=worker).model_dump_json())
-    return out
+    return [TaskCompletionResult.failed(s, error, finished_at=at, worker=worker).model_dump_json() for s in specs]
 
 
 def publish_results(app: Celery, header: dict[str, Any], results: list[str], worker: str) -> None:
@@ -58,28 +55,43 @@ def publish_results(app: Celery, header: dict[str, Any], results: list[str], wor
     publish_json(app, encode_result_batch(json.dumps(header), worker, results), RESULTS_QUEUE)
 
 
-def _run_batch(app: Celery, ref: str, stage_key: str, header: dict[str, Any], specs: list[str]) -> int:
+def _batch_specs(app: Celery, header: dict[str, Any], specs: list[str] | None) -> list[TaskSpec] | None:
+    """The batch's specs: in the message, or (a large batch on Redis) under the header's ``specs_key``."""
+    if specs is not None:
+        return parse_specs(specs)
+    key = header.get("specs_key")
+    payload = redis_transport.fetch(app.conf.broker_url, key) if isinstance(key, str) else None
+    if payload is None:
+        # Deleted once the batch was applied (this is a second delivery), or expired past its
+        # lease deadline (its tasks are claimed again): either way there is nothing to run.
+        log.warning(
+            "batch %s has no specs at %s (applied already, or past its lease); skipped", header.get("batch_id"), key
+        )
+        return None
+    return parse_specs(payload)
+
+
+def _run_batch(app: Celery, ref: str, stage_key: str, header: dict[str, Any], specs: list[str] | None) -> int:
     worker = f"{socket.gethostname()}:{os.getpid()}"
+    parsed = _batch_specs(app, header, specs)
+    if parsed is None:
+        return 0
     try:
         agent = _load_agents(ref)[stage_key]
-        results = list(agent(specs))
+        results = [r.model_dump_json() for r in agent.run_specs(parsed)]
     except SoftTimeLimitExceeded:
         # Raised outside any one handler (the QueueRunner turns a handler's own
         # timeout into that task's failure): answer every task so none waits for its lease.
         limit = app.conf.task_soft_time_limit
         results = failure_results(
-            specs,
+            parsed,
             f"the batch ran past the soft time limit ({limit}s); raise it "
             "(ANNOFLOW_SOFT_TIME_LIMIT) or make the handler faster",
             worker,
         )
     except Exception as e:  # a handler must not leave its tasks unanswered
         log.exception("batch %s of stage %s failed as a whole", header.get("batch_id"), stage_key)
-        results = failure_results(specs, f"{type(e).__name__}: {e}", worker)
-    if len(results) != len(specs):
-        answered = {json.loads(r)["task_uuid"] for r in results}
-        missing = [s for s in specs if str(json.loads(s)["uuid"]) not in answered]
-        results += failure_results(missing, "the handler returned no result for this task", worker)
+        results = failure_results(parsed, f"{type(e).__name__}: {e}", worker)
     publish_results(app, header, results, worker)
     return len(results)
 
@@ -94,7 +106,7 @@ def register_stage_tasks(app: Celery, project: str, stages: Sequence[StageInfo],
     for info in stages:
         name = stage_task_name(project, info.stage_key)
 
-        def run(header: dict[str, Any], specs: list[str], _key: str = info.stage_key) -> int:
+        def run(header: dict[str, Any], specs: list[str] | None, _key: str = info.stage_key) -> int:
             return _run_batch(app, ref, _key, header, specs)
 
         # Celery builds a signature checker from the function's name: keep it an identifier.

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from common.batches import INLINE_SPECS_BYTES
 from common.store import Store
 from common.store.leases import FAILED, list_failed
 from tests.conftest import _postgres_store
@@ -37,12 +38,13 @@ def _all_complete(store: Store, project_id: str, n: int) -> bool:
     return store.counts(project_id).get(complete, {}).get("COMPLETED", 0) == n
 
 
-def test_kill_9_worker_mid_batch_loses_nothing(pg_store: Store, tmp_path: Path) -> None:
+@pytest.mark.parametrize("inline_bytes", [INLINE_SPECS_BYTES, 0], ids=["specs-in-message", "specs-by-reference"])
+def test_kill_9_worker_mid_batch_loses_nothing(pg_store: Store, tmp_path: Path, inline_bytes: int) -> None:
     # Given slow tasks (0.2 s each), batches of 4 and a 3-second lease
     titles = [f"slow-{i}" for i in range(16)]
     with pipeline_for(pg_store, tmp_path, titles) as pipe:
         first = pipe.start_worker()
-        producer = pipe.producer(batch_size=4, max_in_flight=2, lease_seconds=3)
+        producer = pipe.producer(batch_size=4, max_in_flight=2, lease_seconds=3, inline_bytes=inline_bytes)
         applier = pipe.applier()
         run_in_thread(applier.run)
         producing = run_in_thread(producer.run)
