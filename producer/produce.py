@@ -8,6 +8,7 @@ as soon as a batch is applied (room, and maybe new work routed into an agent
 stage) or every ``refresh_every`` seconds; tasks whose lease expired (a lost
 message, a killed worker) are claimed and published again. A stop request
 (SIGTERM) stops the claiming; what is in flight is applied by the applier.
+How a fill reaches the broker is :mod:`producer.publish`'s business.
 """
 
 from __future__ import annotations
@@ -21,12 +22,10 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from celery import Celery
-from kombu.exceptions import BatchPublishError
 from sqlalchemy import update
 
-from common import redis_transport
-from common.batches import INLINE_SPECS_BYTES, BatchHeader, specs_array, specs_key
-from common.celery_app import make_queue, stage_queue_name, stage_task_name
+from common.batches import INLINE_SPECS_BYTES, BatchHeader
+from common.celery_app import stage_queue_name, stage_task_name
 from common.enums import StageType
 from common.errors import InvalidInputError
 from common.loader import agents_of
@@ -38,6 +37,7 @@ from common.store.records import ProjectRecord
 from common.store.schema import tasks
 from common.workflow import Stage, Workflow
 from producer.inflight import Ledger
+from producer.publish import BatchPublisher
 
 if TYPE_CHECKING:
     from producer.metrics import ProduceObserver
@@ -48,10 +48,6 @@ log = logging.getLogger("annoflow.producer")
 
 # The longest the producer sleeps between looks at the ledger while it waits.
 _POLL_S = 0.02
-# Messages sent in one Redis round trip (a fill is usually far fewer).
-_PUBLISH_BATCH = 256
-# A batch's specs stay on Redis this long past its lease deadline (when its tasks are claimed again).
-_SPECS_GRACE_S = 60
 
 
 @dataclass(frozen=True)
@@ -104,12 +100,6 @@ def plan_stages(runner: Any, workflow: Workflow, project_name: str) -> list[Stag
     return plans
 
 
-def _argsrepr(plan: StagePlan, header: BatchHeader) -> str:
-    # What Flower shows as the task's arguments; Celery's own repr of a
-    # hundred specs would cost more than encoding the message itself.
-    return f"[batch {header.batch_id}: {header.size} tasks of stage '{plan.stage.title}']"
-
-
 def _agent_stage(workflow: Workflow, key: str) -> Stage:
     agents = [s for s in workflow.stages.values() if s.type is StageType.AGENT]
     stage = workflow.stages.get(key) or next((s for s in workflow.stages.values() if s.title == key), None)
@@ -152,13 +142,12 @@ class Producer:
         self.refresh_every = refresh_every
         self.lease_seconds = lease_seconds
         self.max_tasks_per_stage = max_tasks_per_stage
-        # On Redis, batches with this many bytes of specs travel by reference (common.batches).
-        self.inline_bytes = inline_bytes
+        # On Redis, batches with inline_bytes of specs or more travel by reference (common.batches).
+        self.publisher = BatchPublisher(app, inline_bytes)
         self.observer = observer  # /metrics: enumerate latency and tasks published
         # Refill a stage once this many of its batches are applied (see _fill).
         self._refill = max(1, max_in_flight // 4)
         self.stats = ProduceStats()
-        self._declared: set[str] = set()  # queues declared by this producer
         self.stop = threading.Event()
 
     # ---------------------------------------------------------------- running
@@ -216,69 +205,18 @@ class Producer:
             return 0
         specs = build_spec_json(self.store, self.project, plan.stage, claimed, include_labels=plan.include_labels)
         deadline = min(t.lease_deadline for t in claimed if t.lease_deadline is not None)
-        queue = make_queue(plan.queue)
         chunks = [specs[start : start + self.batch_size] for start in range(0, len(specs), self.batch_size)]
         headers = [self._header(plan, len(chunk), deadline) for chunk in chunks]
         # Into the ledger first (all batches of this fill in one write): the
         # applier may finish a batch before its publish returns.
         self.ledger.add_many(self.project.id, uuid_, [h.batch_id for h in headers], deadline.timestamp())
         batches = list(zip(headers, chunks, strict=True))
-        self._send(plan, queue, batches, publisher)
+        self.publisher.send(plan, batches, publisher)
         self.stats.batches[uuid_] = self.stats.batches.get(uuid_, 0) + len(batches)
         self.stats.tasks[uuid_] = self.stats.tasks.get(uuid_, 0) + len(specs)
         if self.observer is not None:
             self.observer.enumerated(self.project.name, plan.stage.title, len(specs), time.perf_counter() - started)
         return len(specs)
-
-    def _send(self, plan: StagePlan, queue: Any, batches: list[tuple[BatchHeader, list[str]]], publisher: Any) -> None:
-        """Publish a fill's messages, in as few round trips as the broker allows."""
-        direct = redis_transport.pushes_directly(self.app)
-        stored = self._by_reference(batches) if direct else []
-        messages = [(header, None if header.specs_key else chunk) for header, chunk in batches]
-        if plan.queue in self._declared and direct:
-            # Celery's task messages, pushed in one round trip without kombu's machinery
-            # (three times the CPU per message). A fill pushed twice after a lost reply
-            # is applied once: the second result of a batch no longer matches its lease.
-            envelopes = [
-                redis_transport.task_envelope(
-                    self.app,
-                    plan.task_name,
-                    [header.model_dump(mode="json"), specs],
-                    plan.queue,
-                    _argsrepr(plan, header),
-                )
-                for header, specs in messages
-            ]
-            redis_transport.push_many(self.app.conf.broker_url, plan.queue, envelopes, stored)
-            return
-        if stored:  # the specs first: a message must not arrive before what it names
-            redis_transport.push_many(self.app.conf.broker_url, plan.queue, [], stored)
-        try:
-            # One Redis round trip for the whole fill instead of one per message
-            # (kombu sends the messages one by one on brokers that cannot batch).
-            with publisher.batch(max_size=_PUBLISH_BATCH):
-                for header, specs in messages:
-                    self._publish(plan, queue, header, specs, publisher)
-        except BatchPublishError as e:
-            # Some of the fill may have reached the queue: send it all again, one
-            # message at a time with kombu's retries. A batch delivered twice is
-            # applied once (the second result no longer matches the lease).
-            log.warning("publishing %d batches at once failed (%s); sending each again", len(batches), e.__cause__)
-            for header, specs in messages:
-                self._publish(plan, queue, header, specs, publisher)
-
-    def _by_reference(self, batches: list[tuple[BatchHeader, list[str]]]) -> list[tuple[str, str, int]]:
-        """Mark the large batches to travel by reference (common.batches); return what to store for them.
-
-        Each is (key, JSON array of the specs, seconds to keep it: until a minute past the lease deadline).
-        """
-        stored = []
-        for header, chunk in batches:
-            if sum(map(len, chunk)) >= self.inline_bytes:
-                header.specs_key = specs_key(header.batch_id)
-                ttl = int(header.deadline.timestamp() - time.time()) + _SPECS_GRACE_S
-                stored.append((header.specs_key, specs_array(chunk), ttl))
-        return stored
 
     def _header(self, plan: StagePlan, size: int, deadline: datetime) -> BatchHeader:
         return BatchHeader(
@@ -291,24 +229,6 @@ class Producer:
             published_at=datetime.now(UTC),
             deadline=deadline,
         )
-
-    def _publish(
-        self, plan: StagePlan, queue: Any, header: BatchHeader, specs: list[str] | None, publisher: Any
-    ) -> None:
-        # Messages go through the default exchange straight to the queue, so the queue
-        # is declared once (for tools that list queues), not bound and copied per message.
-        declare = [] if plan.queue in self._declared else [queue]
-        self.app.send_task(
-            plan.task_name,
-            args=[header.model_dump(mode="json"), specs],
-            queue=queue,
-            producer=publisher,
-            retry=True,
-            declare=declare,
-            argsrepr=_argsrepr(plan, header),
-            kwargsrepr="{}",
-        )
-        self._declared.add(plan.queue)
 
     # ---------------------------------------------------------------- waiting
     def _in_flight(self) -> int:
