@@ -22,7 +22,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -38,6 +38,7 @@ from common.errors import TransientError
 from common.redis_transport import message_body
 from common.store import Store
 from common.store.apply import apply_results
+from producer.apply_stats import ApplierStats
 from producer.inflight import Ledger, RedisLedger
 from producer.redis_results import ResultReader
 
@@ -46,7 +47,7 @@ if TYPE_CHECKING:
 
     from producer.apply_stats import ApplyObserver
 
-__all__ = ["ApplierStats", "ResultApplier"]
+__all__ = ["ResultApplier"]
 
 log = logging.getLogger("annoflow.applier")
 
@@ -65,31 +66,6 @@ class _Verdict:
     action: Literal["ack", "requeue", "dead"]
     batch: ResultBatch | None = None
     reason: str = ""
-
-
-@dataclass
-class ApplierStats:
-    """Counts since the applier started."""
-
-    messages: int = 0
-    applied: int = 0
-    stale: int = 0
-    retried: int = 0
-    failed: int = 0
-    dead_letters: int = 0
-    requeued: int = 0
-    moved: dict[str, int] = field(default_factory=dict)
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "messages": self.messages,
-            "applied": self.applied,
-            "stale": self.stale,
-            "retried": self.retried,
-            "failed": self.failed,
-            "dead_letters": self.dead_letters,
-            "requeued": self.requeued,
-        }
 
 
 class ResultApplier:
@@ -320,13 +296,7 @@ class ResultApplier:
                     self.stats.requeued += len(batches)
                     return "requeue"
                 self.stop.wait(min(0.5 * 2**attempt, 10))  # a stop request cuts the wait short
-        s = self.stats
-        s.applied += outcome.applied
-        s.stale += outcome.stale
-        s.retried += outcome.retried
-        s.failed += outcome.failed
-        for stage, n in outcome.moved.items():
-            s.moved[stage] = s.moved.get(stage, 0) + n
+        self.stats.add(outcome)
         if self.observer is not None:
             self.observer.applied(outcome, time.perf_counter() - started, messages=len(batches))
         return "ack"

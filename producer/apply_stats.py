@@ -23,6 +23,7 @@ __all__ = [
     "APPLY_BUCKETS",
     "COUNTERS",
     "KEY",
+    "ApplierStats",
     "ApplyObserver",
     "ApplyTotals",
     "MemoryApplyStats",
@@ -38,6 +39,40 @@ KEY = "annoflow:metrics:apply"
 APPLY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 # What the counters count: messages read, and per-task outcomes of apply_results.
 COUNTERS = ("messages", "applied", "stale", "retried", "failed", "dead_letters")
+
+
+@dataclass
+class ApplierStats:
+    """Counts since the applier started."""
+
+    messages: int = 0
+    applied: int = 0
+    stale: int = 0
+    retried: int = 0
+    failed: int = 0
+    dead_letters: int = 0
+    requeued: int = 0
+    moved: dict[str, int] = field(default_factory=dict)
+
+    def add(self, outcome: ApplyOutcome) -> None:
+        """Count what one transaction did."""
+        self.applied += outcome.applied
+        self.stale += outcome.stale
+        self.retried += outcome.retried
+        self.failed += outcome.failed
+        for stage, n in outcome.moved.items():
+            self.moved[stage] = self.moved.get(stage, 0) + n
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "messages": self.messages,
+            "applied": self.applied,
+            "stale": self.stale,
+            "retried": self.retried,
+            "failed": self.failed,
+            "dead_letters": self.dead_letters,
+            "requeued": self.requeued,
+        }
 
 
 class ApplyObserver(Protocol):

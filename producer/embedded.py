@@ -28,7 +28,8 @@ from common.errors import TransientError
 from common.loader import load_runner
 from common.settings import Settings
 from common.store import ProjectRecord, Store
-from producer.apply import ApplierStats, ResultApplier
+from producer.apply import ResultApplier
+from producer.apply_stats import ApplierStats
 from producer.inflight import make_ledger
 from producer.produce import Producer, ProduceStats, plan_stages
 from producer.run_lineage import AgentRun
