@@ -48,6 +48,8 @@ log = logging.getLogger("annoflow.producer")
 
 # The longest the producer sleeps between looks at the ledger while it waits.
 _POLL_S = 0.02
+# The most tasks one fill claims (at least one batch).
+_FILL_TASKS = 5000
 
 
 @dataclass(frozen=True)
@@ -183,7 +185,7 @@ class Producer:
         return self.stats
 
     def _fill(self, plan: StagePlan, publisher: Any) -> int:
-        """Publish batches for one stage until its in-flight limit; return the tasks published.
+        """Publish batches for one stage, up to its in-flight limit and _FILL_TASKS tasks; return how many.
 
         While batches are in flight, it waits until a quarter of the limit is
         free: one claim then fills several batches at once, instead of one
@@ -194,7 +196,9 @@ class Producer:
         room = self.max_in_flight - in_flight
         if room <= 0 or (in_flight and room < self._refill) or self.stop.is_set():
             return 0
-        want = room * self.batch_size
+        # A deep pipeline is filled a few thousand tasks at a time: the first batches go out
+        # sooner, and the specs of one fill are all the producer holds in memory.
+        want = min(room, max(1, _FILL_TASKS // self.batch_size)) * self.batch_size
         if self.max_tasks_per_stage is not None:
             want = min(want, self.max_tasks_per_stage - self.stats.tasks.get(uuid_, 0))
         if want <= 0:

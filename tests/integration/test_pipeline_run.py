@@ -22,6 +22,8 @@ from common.specs import build_specs
 from common.store import ActionRequest, Store
 from common.store.leases import claim_tasks
 from common.workflow import load_workflow
+from producer import produce
+from producer.inflight import KEY_PREFIX as LEDGER_PREFIX
 from tests.conftest import _postgres_store
 from tests.helpers import make_units
 from tests.integration.pipeline_agents import runner
@@ -217,3 +219,20 @@ def test_embedded_run_needs_no_servers(tmp_path: Path) -> None:
     assert _stage_counts(store, project.id) == {"Complete": 12}
     assert (home / "broker" / "queue").is_dir()
     assert "applied 12" in done.stdout
+
+
+def test_a_deep_pipeline_is_filled_a_few_thousand_tasks_at_a_time(
+    pg_store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given room for 10 batches of 2, but fills of at most 4 tasks, and no worker yet
+    monkeypatch.setattr(produce, "_FILL_TASKS", 4)
+    with pipeline_for(pg_store, tmp_path, [f"item-{i}" for i in range(12)]) as pipe:
+        client = redis.Redis.from_url(pipe.redis_url)
+        producer = pipe.producer(batch_size=2, max_in_flight=10, lease_seconds=120)
+        run_in_thread(producer.run)
+        # When the producer has published every task
+        wait_until(lambda: client.llen(producer.plans[0].queue) == 6, 20, "six batches on the stage queue")
+        # Then they went out in fills of at most two batches (a fill's batches share one lease deadline)
+        ledger = f"{LEDGER_PREFIX}:{pipe.project.id}:{producer.plans[0].stage.uuid}"
+        deadlines = Counter(score for _, score in client.zrange(ledger, 0, -1, withscores=True))
+        assert sum(deadlines.values()) == 6 and max(deadlines.values()) <= 2 and len(deadlines) >= 3
