@@ -109,11 +109,12 @@ class BatchPublisher:
     def _publish(self, plan: StagePlan, header: BatchHeader, specs: list[str] | None, publisher: Any) -> None:
         # Messages go through the default exchange straight to the queue, so the queue
         # is declared once (for tools that list queues), not bound and copied per message.
-        declare = [] if plan.queue in self._declared else [make_queue(plan.queue)]
+        queue = make_queue(plan.queue)
+        declare = [] if plan.queue in self._declared else [queue]
         self.app.send_task(
             plan.task_name,
             args=[header.model_dump(mode="json"), specs],
-            queue=make_queue(plan.queue),
+            queue=queue,
             producer=publisher,
             retry=True,
             declare=declare,

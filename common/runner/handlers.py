@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, overload
 from uuid import UUID
 
-from common.errors import InvalidInputError
+from common.batches import parse_specs
 from common.models import LabelPayload, TaskCompletionResult, TaskSpec
 from common.runner.assets import fetch_assets
 from common.runner.context import TaskContext
@@ -123,11 +123,7 @@ class StageAgent:
             InvalidInputError: a message is not a task spec (a malformed message,
                 to be dead-lettered by the caller, not retried).
         """
-        texts = [specs] if isinstance(specs, str) else specs
-        try:
-            parsed = [TaskSpec.model_validate_json(t) for t in texts]
-        except ValueError as e:
-            raise InvalidInputError(f"not a task spec: {e}; publish TaskSpec.model_dump_json() messages") from e
+        parsed = parse_specs([specs] if isinstance(specs, str) else specs)
         results = [r.model_dump_json() for r in self.run_specs(parsed)]
         return results[0] if isinstance(specs, str) else results
 
