@@ -30,7 +30,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from common import fs_transport, redis_transport
 from common.settings import Settings
-from common.worker_events import GroupedEvents
+from common.worker_events import FlushEventsOnStop, GroupedEvents
 
 __all__ = [
     "DEAD_LETTER_QUEUE",
@@ -184,6 +184,7 @@ def make_celery_app(settings: Settings, pipeline: PipelineSettings, name: str = 
     url = broker_url(settings)
     # Task events go to Flower in groups, one publish per 50 ms (common.worker_events).
     app = Celery(name, broker=url, set_as_current=False, events=GroupedEvents)
+    app.steps["consumer"].add(FlushEventsOnStop)
     app.conf.update(
         broker_transport=broker_transport(url),
         task_serializer="json",

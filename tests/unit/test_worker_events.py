@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -12,7 +13,7 @@ from kombu.asynchronous.hub import get_event_loop, set_event_loop
 
 from common.celery_app import PipelineSettings, make_celery_app
 from common.settings import Settings
-from common.worker_events import GroupedEventDispatcher
+from common.worker_events import FlushEventsOnStop, GroupedEventDispatcher
 
 
 class _Hub:
@@ -117,3 +118,20 @@ def test_without_an_event_loop_each_buffered_event_is_flushed_at_once(app: Celer
             dispatcher.close()
     finally:
         set_event_loop(previous)
+
+
+def test_the_worker_sends_buffered_events_before_celery_closes_the_dispatcher(app: Celery, hub: _Hub) -> None:
+    # Given annoflow's app, whose consumer runs the flushing step, and a dispatcher holding an event
+    assert FlushEventsOnStop in app.steps["consumer"]
+    with Connection("memory://") as conn:
+        queue = Queue("events-stop", Exchange("celeryev", type="topic"), routing_key="#")
+        queue(conn.default_channel).declare()
+        dispatcher = _dispatcher(app, conn, on_send_buffered=lambda: None)
+        dispatcher.send("task-succeeded", uuid="t3")
+        assert _messages(conn, queue) == []
+        # When the worker's consumer shuts down (the timer never fired)
+        FlushEventsOnStop(SimpleNamespace()).shutdown(SimpleNamespace(event_dispatcher=dispatcher))
+        # Then the event was published
+        (batch,) = _messages(conn, queue)
+        assert [e["type"] for e in batch] == ["task-succeeded"]
+        dispatcher.close()
