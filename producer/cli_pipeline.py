@@ -16,6 +16,7 @@ from rich.table import Table
 
 from common.celery_app import PipelineSettings, broker_url, make_celery_app, transport_options
 from common.enums import StageType
+from common.gc_tuning import tune_gc
 from common.loader import load_runner
 from common.store import Store
 from common.store.leases import list_failed, release_failed
@@ -123,6 +124,7 @@ def produce(
     _stop_on_signals(producer.stop)
     # Only the applier (another process) sees outcomes: this run records what it read and published.
     agent_run = AgentRun(store, record, agents, {"command": "produce", "task_batch_size": task_batch_size})
+    tune_gc()
     try:
         stats = producer.run()
     except Exception as e:
@@ -172,6 +174,7 @@ def apply(
         observer=make_apply_stats(url),
     )
     _stop_on_signals(applier.stop)
+    tune_gc()
     stats = applier.run()
     console.print(json.dumps(stats.as_dict()))
 
@@ -203,6 +206,7 @@ def run(
         lease_seconds=lease_seconds,
         max_tasks_per_stage=max_tasks_per_stage,
     )
+    tune_gc()
     with _progress() as progress:
         summary = run_embedded(
             settings(),
@@ -280,6 +284,7 @@ def demo(images: Annotated[int, typer.Option("--images", min=3, help="How many i
     s, store, record = prepare_demo(home, images)
     console.print(f"demo project 'demo': {images} generated images in {home / 'images'}; agent {AGENTS}")
     options = EmbeddedOptions(workers=2, batch_size=4, max_in_flight=4)
+    tune_gc()
     with _progress() as progress:
         summary = run_embedded(
             s, PipelineSettings(), store, record, AGENTS, options, on_tick=_stage_bars(progress, store, record.id)

@@ -8,6 +8,7 @@ import socket
 
 from common.celery_app import PipelineSettings, make_celery_app, run_worker, stage_queue_name
 from common.errors import InvalidInputError
+from common.gc_tuning import tune_gc
 from common.loader import StageInfo, probe_runner
 from common.settings import Settings
 from workers.tasks import register_noop_task, register_stage_tasks
@@ -66,4 +67,5 @@ def start_worker(
     wanted = queues or [stage_queue_name(project, s.stage_key) for s in stages]
     log.info("worker for %s: tasks %s on queues %s", ref, ", ".join(names), ", ".join(wanted))
     node = hostname or f"annoflow-{os.getpid()}@{socket.gethostname()}"
+    tune_gc()  # before the pool forks: the children inherit the frozen heap and share its pages
     run_worker(app, wanted, concurrency=concurrency, pool=pool, loglevel=loglevel, hostname=node)

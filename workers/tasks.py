@@ -24,6 +24,7 @@ from celery.signals import worker_process_init
 from common import redis_transport
 from common.batches import encode_result_batch, parse_specs
 from common.celery_app import RESULTS_QUEUE, publish_json, stage_task_name
+from common.gc_tuning import tune_gc
 from common.loader import StageInfo, agents_of, load_runner
 from common.models import TaskCompletionResult, TaskSpec
 
@@ -116,6 +117,7 @@ def register_stage_tasks(app: Celery, project: str, stages: Sequence[StageInfo],
 
     def _load_in_child(**_: Any) -> None:
         _load_agents(ref)
+        tune_gc()  # the handlers' modules and models are loaded: out of the collector's way
 
     worker_process_init.connect(_load_in_child, weak=False)
 
