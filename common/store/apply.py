@@ -22,6 +22,7 @@ What an accepted result does:
 
 from __future__ import annotations
 
+import json
 import uuid
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -32,7 +33,7 @@ from sqlalchemy import Connection, delete, insert
 from common.enums import Action, StageType, TaskStatus
 from common.errors import AnnoflowError, ConflictError
 from common.models import TaskCompletionResult
-from common.store.bulk import TASK_COLUMNS, insert_events, lock_tasks, update_tasks
+from common.store.bulk import EventGroup, UpdateGroup, insert_events, lock_tasks, update_tasks
 from common.store.leases import FAILED, HOLD_PREFIX, RETRY_PREFIX
 from common.store.lifecycle import MovePlan, now, plan_move
 from common.store.records import LabelRow, TaskRecord
@@ -82,8 +83,9 @@ def apply_results(
     """Apply a message's results in one transaction; see the module docstring.
 
     The tasks are read (and on PostgreSQL locked) in one query; the task
-    updates and the events are then written with one statement each for the
-    whole message, label rows one by one (each checks its version).
+    updates and the events are then written with one statement per group of
+    tasks that change alike (usually one for the whole message), label rows
+    one by one (each checks its version).
 
     Args:
         store: the store.
@@ -144,8 +146,9 @@ class _Writes:
         self.conn, self.outcome = conn, outcome
         self.retries, self.backoff_s, self.hold_s = retries, backoff_s, hold_s
         self.at = now()
-        self.rows: list[dict[str, Any]] = []
-        self.events: list[dict[str, Any]] = []
+        # Tasks that get the same values (or events) are written together: keyed by those values.
+        self.updates: dict[tuple[Any, ...], UpdateGroup] = {}
+        self.events: dict[tuple[Any, ...], EventGroup] = {}
         self.subtasks: dict[str, list[dict[str, Any]]] = {}
 
     def apply(self, wf: Workflow, task: TaskRecord, result: TaskCompletionResult) -> None:
@@ -208,7 +211,11 @@ class _Writes:
         run_id: str | None, extra: dict[str, Any],
     ) -> None:  # fmt: skip
         plan: MovePlan = plan_move(wf, task, pathway, rule, Action.PROCEED, f"agent:{stage.title}", run_id, extra)
-        self.events.append({"project_id": task.project_id, "task_uuid": task.uuid, "at": self.at, **plan.event})
+        event = {"project_id": task.project_id, "at": self.at, **plan.event}
+        detail = event.pop("detail", None)
+        key = (*event.items(), None if detail is None else json.dumps(detail, sort_keys=True))
+        event["detail"] = detail
+        self.events.setdefault(key, (event, []))[1].append(task.uuid)
         if plan.subtask_rows:
             self.subtasks[task.uuid] = plan.subtask_rows
         dest = plan.values["stage_uuid"]
@@ -224,17 +231,15 @@ class _Writes:
         return {"lease_token": None, "lease_deadline": None}
 
     def _update(self, task: TaskRecord, changes: dict[str, Any]) -> None:
-        row = {f"v_{c}": changes[c] if c in changes else getattr(task, c) for c in TASK_COLUMNS}
-        row["v_status"] = TaskStatus(row["v_status"]).value
-        row["v_updated_at"] = self.at
-        row["v_version"] = task.version + 1
-        row["w_id"] = task.id
-        row["w_version"] = task.version
-        self.rows.append(row)
+        if isinstance(changes.get("status"), TaskStatus):
+            changes = {**changes, "status": changes["status"].value}
+        # Task column values are text, numbers, timestamps or None: hashable, so they key the group.
+        self.updates.setdefault(tuple(changes.items()), (changes, []))[1].append((task.id, task.version))
 
     def flush(self) -> None:
-        """Write the collected task updates, subtasks and events, one statement each."""
-        if self.rows and update_tasks(self.conn, self.rows) != len(self.rows):
+        """Write the collected task updates, subtasks and events, a statement per group that changes alike."""
+        expected = sum(len(members) for _, members in self.updates.values())
+        if expected and update_tasks(self.conn, list(self.updates.values()), self.at) != expected:
             # Cannot happen while the rows are locked; fail the message rather than guess.
             raise ConflictError("a task changed while its result was applied; apply the message again")
         if self.subtasks:
@@ -242,4 +247,4 @@ class _Writes:
             self.conn.execute(delete(subtasks).where(subtasks.c.task_uuid.in_(list(self.subtasks))))
             self.conn.execute(insert(subtasks), [r for rows in self.subtasks.values() for r in rows])
         if self.events:
-            insert_events(self.conn, self.events)
+            insert_events(self.conn, list(self.events.values()))

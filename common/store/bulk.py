@@ -1,107 +1,67 @@
-"""Write many task updates and events in one statement each (the result applier's hot path).
+"""Write many task updates and events with few statements (the result applier's hot path).
 
-Every update row carries the task's id and the version it was read at (``w_id``,
-``w_version``) and a value for each of :data:`TASK_COLUMNS` (``v_<column>``).
+The results of one message mostly do the same thing to every task: the ones
+moved along a pathway all get the same stage, status and cleared lease, only
+the task differs. So the writes come in groups: the column values a group sets,
+and the tasks (id and the version each was read at, or the uuid for events)
+that get them. A group's values are converted for the driver once, whatever
+its size; the task columns ``updated_at`` and ``version`` (``version + 1``)
+are set on every update.
 
-* PostgreSQL: the rows travel as arrays through ``unnest``; the statement text
-  is the same for any number of rows, so it is prepared once and one round
-  trip writes the whole message.
-* SQLite: the driver's own ``execute``/``executemany`` on the transaction's
-  connection, with values converted column by column by the column types' bind
-  processors (so the stored values are the ones ``update(tasks)`` would write).
-  SQLAlchemy's per-row parameter processing costs several times more than
-  SQLite's update itself, and its result object for each statement about as
-  much as a one-task message's whole update.
+* PostgreSQL: one statement per group; the tasks travel as arrays through
+  ``unnest``, so the statement text depends only on the columns set.
+* SQLite: the driver's own ``executemany`` on the transaction's connection,
+  the values converted by the column types' bind processors (so the stored
+  values are the ones ``update(tasks)`` would write). SQLAlchemy's per-row
+  parameter processing costs several times more than SQLite's update itself.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Column, Connection, DateTime, select, text
+from sqlalchemy import Column, Connection, select, text
 
 from common.store.records import TaskRecord
 from common.store.schema import events, projects, tasks
 
-__all__ = ["TASK_COLUMNS", "driver_value", "insert_events", "lock_tasks", "update_tasks"]
+__all__ = ["TASK_COLUMNS", "EventGroup", "UpdateGroup", "driver_value", "insert_events", "lock_tasks", "update_tasks"]
 
-# The task columns a result may change; every update row sets all of them.
+# The task columns a result may change (besides updated_at and version, which every update sets).
 TASK_COLUMNS = (
     "stage_uuid", "status", "assignee", "last_actioned_by", "lease_token", "lease_deadline",
-    "attempts", "last_error", "priority", "updated_at", "version",
+    "attempts", "last_error", "priority",
 )  # fmt: skip
 _PG_TYPES = {
     "stage_uuid": "varchar", "status": "varchar", "assignee": "varchar", "last_actioned_by": "varchar",
     "lease_token": "varchar", "lease_deadline": "timestamptz", "attempts": "integer", "last_error": "text",
-    "priority": "float8", "updated_at": "timestamptz", "version": "integer",
+    "priority": "float8",
 }  # fmt: skip
-_NAMES = ["w_id", "w_version", *(f"v_{c}" for c in TASK_COLUMNS)]
-_ARRAYS = ", ".join(
-    f"CAST(:{n} AS {t}[])" for n, t in zip(_NAMES, ["integer", "integer", *_PG_TYPES.values()], strict=True)
-)
-_PG_UPDATE = text(
-    f"UPDATE tasks SET {', '.join(f'{c} = r.v_{c}' for c in TASK_COLUMNS)} "
-    f"FROM unnest({_ARRAYS}) AS r({', '.join(_NAMES)}) "
-    "WHERE tasks.id = r.w_id AND tasks.version = r.w_version"
-)
 _EVENT_TYPES = {
-    "project_id": "varchar", "task_uuid": "varchar", "actor": "varchar", "action": "varchar",
+    "project_id": "varchar", "actor": "varchar", "action": "varchar",
     "from_stage": "varchar", "to_stage": "varchar", "from_status": "varchar", "to_status": "varchar",
     "pathway": "varchar", "run_id": "varchar", "at": "timestamptz", "detail": "json",
 }  # fmt: skip
-_PG_EVENTS = text(
-    f"INSERT INTO events ({', '.join(_EVENT_TYPES)}) SELECT * FROM unnest("
-    + ", ".join(f"CAST(:{c} AS {t}[])" for c, t in _EVENT_TYPES.items())
-    + ")"
-)
-# SQLite: the SET columns in TASK_COLUMNS order, then the WHERE values (id, version).
-_SQLITE_UPDATE = f"UPDATE {tasks.name} SET {', '.join(f'{c} = ?' for c in TASK_COLUMNS)} WHERE id = ? AND version = ?"
-_SQLITE_EVENTS = f"INSERT INTO {events.name} ({', '.join(_EVENT_TYPES)}) VALUES ({', '.join('?' * len(_EVENT_TYPES))})"
 
-
-def _converter(conn: Connection, column: Column[Any]) -> Callable[[list[Any]], list[Any]]:
-    """Convert one column's values for the driver the way SQLAlchemy would (a no-op when it would not)."""
-    key = (conn.dialect.name, column.table.name, column.name)
-    if key not in _CONVERTERS:
-        _CONVERTERS[key] = _make_converter(conn, column)
-    return _CONVERTERS[key]
-
-
-_CONVERTERS: dict[tuple[str, str, str], Callable[[list[Any]], list[Any]]] = {}
-
-
-def _make_converter(conn: Connection, column: Column[Any]) -> Callable[[list[Any]], list[Any]]:
-    proc = column.type._cached_bind_processor(conn.dialect)
-    if proc is None:
-        return lambda values: values
-    if isinstance(column.type, DateTime):
-        # A message's timestamps are a handful of distinct values: convert each once.
-        def dates(values: list[Any]) -> list[Any]:
-            memo: dict[Any, Any] = {}
-            return [memo[v] if v in memo else memo.setdefault(v, proc(v)) for v in values]
-
-        return dates
-    # JSON columns store None as 'null' text: most event details are None, encode it once.
-    none = proc(None)
-    return lambda values: [none if v is None else proc(v) for v in values]
-
-
-def _columns(
-    conn: Connection, table_columns: list[Column[Any]], rows: list[dict[str, Any]], keys: list[str]
-) -> list[tuple[Any, ...]]:
-    """The rows as driver tuples in ``keys`` order, each column converted by its type."""
-    converted = [
-        _converter(conn, column)([row.get(key) for row in rows])
-        for column, key in zip(table_columns, keys, strict=True)
-    ]
-    return list(zip(*converted, strict=True))
+# The values a group of updates sets, and the (task id, version read) of each task it applies to.
+UpdateGroup = tuple[dict[str, Any], list[tuple[int, int]]]
+# The columns a group of events shares (all of :data:`_EVENT_TYPES`), and the uuid of each task it is about.
+EventGroup = tuple[dict[str, Any], list[str]]
 
 
 def driver_value(conn: Connection, column: Column[Any], value: Any) -> Any:
     """One value as SQLAlchemy would hand it to the driver for ``column``."""
-    return _converter(conn, column)([value])[0]
+    key = (conn.dialect.name, column.table.name, column.name)
+    if key not in _PROCESSORS:
+        _PROCESSORS[key] = column.type._cached_bind_processor(conn.dialect)
+    proc = _PROCESSORS[key]
+    return value if proc is None else proc(value)
+
+
+_PROCESSORS: dict[tuple[str, str, str], Callable[[Any], Any] | None] = {}
 
 
 def _driver(conn: Connection) -> Any:
@@ -151,26 +111,66 @@ def _sqlite_lock(n: int) -> str:
     )
 
 
-def update_tasks(conn: Connection, rows: list[dict[str, Any]]) -> int:
-    """Update every row's task if it still has the version it was read at; return how many were."""
-    if not rows:
-        return 0
-    if conn.dialect.name == "postgresql":
-        done = conn.execute(_PG_UPDATE, {n: [row[n] for row in rows] for n in _NAMES})
-        return int(done.rowcount)
-    columns = [tasks.c[c] for c in TASK_COLUMNS] + [tasks.c.id, tasks.c.version]
-    params = _columns(conn, columns, rows, [f"v_{c}" for c in TASK_COLUMNS] + ["w_id", "w_version"])
-    return int(_driver(conn).executemany(_SQLITE_UPDATE, params).rowcount)
+def update_tasks(conn: Connection, groups: Sequence[UpdateGroup], at: datetime) -> int:
+    """Set each group's values (and ``updated_at = at``) on its tasks that still have the version read.
+
+    Returns:
+        How many tasks were updated: fewer than the groups name when one changed meanwhile.
+
+    Raises:
+        ValueError: a group sets a column outside :data:`TASK_COLUMNS` (a bug in the caller).
+    """
+    done = 0
+    for values, members in groups:
+        if not members:
+            continue
+        unknown = set(values) - set(TASK_COLUMNS)
+        if unknown:
+            raise ValueError(f"not task columns a result may change: {sorted(unknown)}")
+        names = list(values)
+        if conn.dialect.name == "postgresql":
+            sets = ", ".join(f"{c} = CAST(:v_{c} AS {_PG_TYPES[c]})" for c in names)
+            params: dict[str, Any] = {f"v_{c}": values[c] for c in names}
+            params |= {"at": at, "ids": [i for i, _ in members], "versions": [v for _, v in members]}
+            result = conn.execute(
+                text(
+                    f"UPDATE tasks SET {sets}, updated_at = :at, version = tasks.version + 1 "
+                    "FROM unnest(CAST(:ids AS integer[]), CAST(:versions AS integer[])) AS r(id, version) "
+                    "WHERE tasks.id = r.id AND tasks.version = r.version"
+                ),
+                params,
+            )
+            done += int(result.rowcount)
+            continue
+        shared = tuple(driver_value(conn, tasks.c[c], values[c]) for c in names)
+        shared += (driver_value(conn, tasks.c.updated_at, at),)
+        sql = (
+            f"UPDATE {tasks.name} SET {''.join(f'{c} = ?, ' for c in names)}updated_at = ?, "
+            "version = version + 1 WHERE id = ? AND version = ?"
+        )
+        done += int(_driver(conn).executemany(sql, [(*shared, i, v) for i, v in members]).rowcount)
+    return done
 
 
-def insert_events(conn: Connection, rows: list[dict[str, Any]]) -> None:
-    """Append event rows (each with project_id, task_uuid, at and the event's columns)."""
-    if not rows:
-        return
-    if conn.dialect.name == "postgresql":
-        params = {c: [row.get(c) for row in rows] for c in _EVENT_TYPES}
-        params["detail"] = [None if d is None else json.dumps(d) for d in params["detail"]]
-        conn.execute(_PG_EVENTS, params)
-        return
-    keys = list(_EVENT_TYPES)
-    _driver(conn).executemany(_SQLITE_EVENTS, _columns(conn, [events.c[k] for k in keys], rows, keys))
+def insert_events(conn: Connection, groups: Sequence[EventGroup]) -> None:
+    """Append one event per task of each group, with the group's columns."""
+    for values, uuids in groups:
+        if not uuids:
+            continue
+        names = list(_EVENT_TYPES)
+        if conn.dialect.name == "postgresql":
+            params: dict[str, Any] = {c: values.get(c) for c in names}
+            params["detail"] = None if params["detail"] is None else json.dumps(params["detail"])
+            params["uuids"] = uuids
+            conn.execute(
+                text(
+                    f"INSERT INTO events (task_uuid, {', '.join(names)}) "
+                    f"SELECT u, {', '.join(f'CAST(:{c} AS {t})' for c, t in _EVENT_TYPES.items())} "
+                    "FROM unnest(CAST(:uuids AS varchar[])) AS u"
+                ),
+                params,
+            )
+            continue
+        shared = tuple(driver_value(conn, events.c[c], values.get(c)) for c in names)
+        sql = f"INSERT INTO {events.name} (task_uuid, {', '.join(names)}) VALUES ({', '.join('?' * (len(names) + 1))})"
+        _driver(conn).executemany(sql, [(u, *shared) for u in uuids])
