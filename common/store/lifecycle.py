@@ -112,7 +112,9 @@ def execute(conn: Connection, wf: Workflow, req: ActionRequest) -> TaskRecord:
         ConflictError: another process changed the task first.
         InvalidInputError: a needed argument (pathway, branch, user) is missing.
     """
-    task = load_task(conn, req.task_uuid)
+    # Locked: a concurrent action on the same task waits here and then sees its new version,
+    # instead of checking its own against subtasks or labels the other one changed meanwhile.
+    task = load_task(conn, req.task_uuid, lock=True)
     if req.expected_version is not None and req.expected_version != task.version:
         raise ConflictError(
             f"task {task.uuid} changed since you read it (it is now {task.status.value} in stage "

@@ -18,9 +18,14 @@ from common.store.schema import events, subtasks, tasks
 __all__ = ["load_subtasks", "load_task", "record_event", "write_task"]
 
 
-def load_task(conn: Connection, task_uuid: str) -> TaskRecord:
-    """Raises: NotFoundError: no such task."""
-    row = conn.execute(select(tasks).where(tasks.c.uuid == task_uuid)).mappings().first()
+def load_task(conn: Connection, task_uuid: str, *, lock: bool = False) -> TaskRecord:
+    """The task; ``lock``: on PostgreSQL, hold its row until the transaction ends (SQLite's writer already does).
+
+    Raises:
+        NotFoundError: no such task.
+    """
+    query = select(tasks).where(tasks.c.uuid == task_uuid)
+    row = conn.execute(query.with_for_update() if lock else query).mappings().first()
     if row is None:
         raise NotFoundError(f"no task {task_uuid}; list tasks with 'annoflow tasks list --project NAME'")
     return TaskRecord.model_validate(dict(row))
