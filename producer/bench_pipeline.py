@@ -5,7 +5,9 @@ Both runs share one Redis broker and one worker process (a prefork pool of
 
 * baseline: bare Celery, one no-op task per message (the task only increments
   a Redis counter so the benchmark sees it finish), ``baseline_tasks``
-  messages (default: ``tasks``, at most 10,000: the rate is steady long before);
+  messages (default: ``tasks``, at most 10,000: the rate is steady long before),
+  half of them before the annoflow run and half after it, so that a machine
+  whose speed drifts (a shared virtual machine) weighs on both sides alike;
 * annoflow: ``annoflow produce`` and ``annoflow apply`` as separate processes,
   the no-op handler in ``workers/bench_agent.py``, results applied to the store;
   timed from the first claim until every task is in Complete (process start-up,
@@ -148,7 +150,8 @@ def run_bench(
     # About 15,000 tasks in flight (at most 150 messages): deep enough that the producer's refills and
     # the applier's groups overlap with the workers; a shallower pipeline leaves the cores idle in turns.
     in_flight = max_in_flight or max(4, min(150, 15_000 // batch_size))
-    n_baseline = baseline_tasks or min(tasks, 10_000)
+    n_baseline = max(2, baseline_tasks or min(tasks, 10_000))
+    n_before = n_baseline // 2
     settings = Settings(broker_url=broker_url, home=tmp)
     env = {
         **os.environ,
@@ -184,10 +187,10 @@ def run_bench(
     procs = [worker]
     try:
         _baseline(app, client, min(n_baseline, 200), 120)  # warm-up: the worker is up and its children loaded
-        cpu = Cpu(client, {"worker": worker.pid})
-        cpu.start()
-        baseline_s = _baseline(app, client, n_baseline, timeout)
-        baseline_cpu = cpu.stop()
+        baseline_cpu = Cpu(client, {"worker": worker.pid})
+        baseline_cpu.start()
+        before_s = _baseline(app, client, n_before, timeout)
+        baseline_cpu.pause()
         producer = _spawn(
             [
                 "produce",
@@ -228,6 +231,11 @@ def run_bench(
             timeline.append([at, done, round(rss_mb(producer.pid), 1), round(rss_mb(applier.pid), 1)])
         annoflow_s = time.perf_counter() - start
         annoflow_cpu = cpu.stop()
+        for proc in (applier, producer):  # idle, they would still poll: out of the second half's way
+            _stop(proc)
+        baseline_cpu.start()
+        after_s = _baseline(app, client, n_baseline - n_before, timeout)
+        baseline_cpu.pause()
     finally:
         for proc in reversed(procs):
             _stop(proc)
@@ -237,6 +245,7 @@ def run_bench(
             for path in tmp.glob("bench.db*"):
                 path.unlink()
     annoflow_rate = tasks / annoflow_s
+    baseline_s = before_s + after_s
     baseline_rate = n_baseline / baseline_s
     return {
         "tasks": tasks,
@@ -250,11 +259,16 @@ def run_bench(
         "celery_baseline_seconds": round(baseline_s, 3),
         "annoflow_tasks_per_s": round(annoflow_rate, 1),
         "celery_baseline_tasks_per_s": round(baseline_rate, 1),
+        # Each half on its own: how far the machine's speed moved during the run.
+        "celery_baseline_before_after_tasks_per_s": [
+            round(n_before / before_s, 1),
+            round((n_baseline - n_before) / after_s, 1),
+        ],
         "ratio": round(annoflow_rate / baseline_rate, 3),
         "producer_max_rss_mb": max((p[2] for p in timeline), default=0.0),
         "applier_max_rss_mb": max((p[3] for p in timeline), default=0.0),
         "annoflow_cpu_s": annoflow_cpu,
-        "celery_baseline_cpu_s": baseline_cpu,
+        "celery_baseline_cpu_s": baseline_cpu.total(),
         "load_average": [round(x, 2) for x in os.getloadavg()],
         "rss_timeline": {"columns": ["s", "tasks_done", "producer_mb", "applier_mb"], "points": thin(timeline)},
         "logs": str(tmp),

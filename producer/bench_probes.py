@@ -62,6 +62,7 @@ class Cpu:
     def __init__(self, client: redis.Redis, pids: dict[str, int]) -> None:
         self.client, self.pids = client, pids
         self.begin: dict[str, float] = {}
+        self.counted: dict[str, float] = {}
 
     def _now(self) -> dict[str, float]:
         out: dict[str, float] = {}
@@ -79,8 +80,22 @@ class Cpu:
         self.begin = self._now()
 
     def stop(self) -> dict[str, float]:
+        """The CPU seconds since :meth:`start` (plus any periods counted by :meth:`pause` before it)."""
+        self.pause()
+        return self.total()
+
+    def pause(self) -> None:
+        """Count the CPU since :meth:`start`; a later :meth:`start` counts a further period on top."""
+        if not self.begin:  # not started, or paused already
+            return
         end = self._now()
-        return {name: round(end[name] - self.begin.get(name, 0.0), 2) for name in end}
+        for name, value in end.items():
+            self.counted[name] = self.counted.get(name, 0.0) + value - self.begin.get(name, 0.0)
+        self.begin = {}
+
+    def total(self) -> dict[str, float]:
+        """The CPU seconds of every period counted so far."""
+        return {name: round(value, 2) for name, value in self.counted.items()}
 
 
 def thin(points: list[list[float]]) -> list[list[float]]:

@@ -44,3 +44,38 @@ def test_a_child_process_counts_apart_from_its_parent() -> None:
         assert below >= 0.25 and own > 0
     finally:
         child.communicate("")
+
+
+class _FakeRedis:
+    def info(self, section: str) -> dict[str, float]:
+        return {"used_cpu_user": 0.0, "used_cpu_sys": 0.0}
+
+
+def _burn(seconds: float) -> None:
+    import time
+
+    start = time.process_time()
+    while time.process_time() - start < seconds:
+        pass
+
+
+def test_cpu_periods_add_up_and_what_happens_between_them_does_not_count() -> None:
+    import redis
+
+    from producer.bench_probes import Cpu
+
+    # Given a probe of this process counting two periods of 0.2 s of CPU, with 0.4 s burnt between them
+    client: redis.Redis = _FakeRedis()  # type: ignore[assignment]
+    cpu = Cpu(client, {"me": os.getpid()})
+    cpu.start()
+    _burn(0.2)
+    cpu.pause()
+    _burn(0.4)
+    cpu.start()
+    _burn(0.2)
+    # When it stops
+    total = cpu.stop()
+    # Then it counts the two periods (about 0.4 s), not the 0.4 s between them; stopping again adds nothing
+    assert 0.35 <= total["me"] < 0.7
+    assert 0.35 <= total["bench"] < 0.7
+    assert cpu.stop() == total
