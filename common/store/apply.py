@@ -110,11 +110,12 @@ def apply_results(
         flows: dict[str, Workflow] = {}
         writes = _Writes(conn, outcome, num_retries, backoff_s, hold_s)
         applied: set[str] = set()
+        stage_texts: dict[uuid.UUID, str] = {}  # a message's results mostly share one stage
         for key, result in zip(keys, results, strict=True):
             task = current.get(key)
             # An accepted result always replaces the lease, so a second one for the
             # same task in this message no longer matches it: stale, as a redelivery would be.
-            why = _DUPLICATE if key in applied else _stale_reason(task, result)
+            why = _DUPLICATE if key in applied else _stale_reason(task, result, stage_texts)
             if task is None or why:
                 outcome._note(key, "stale", why)
                 continue
@@ -129,14 +130,34 @@ def apply_results(
 _DUPLICATE = "a second result for this task in the same message (a duplicate)"
 
 
-def _stale_reason(task: TaskRecord | None, result: TaskCompletionResult) -> str:
+def _stale_reason(task: TaskRecord | None, result: TaskCompletionResult, texts: dict[uuid.UUID, str]) -> str:
     if task is None:
         return "no such task"
     if result.lease_token is None or result.lease_token != task.lease_token:
         return "the task no longer holds this lease (expired and claimed again, or a duplicate)"
-    if result.stage_uuid is not None and str(result.stage_uuid) != task.stage_uuid:
-        return "the task is no longer in this stage"
+    stage = result.stage_uuid
+    if stage is not None:
+        if stage not in texts:
+            texts[stage] = str(stage)
+        if texts[stage] != task.stage_uuid:
+            return "the task is no longer in this stage"
     return ""
+
+
+@dataclass(frozen=True)
+class _Route:
+    """A move worked out once: where tasks that move alike add themselves (update group, event group)."""
+
+    updates: list[tuple[int, int]]
+    events: list[str]
+    dest: str
+    note: str
+
+    def add(self, outcome: ApplyOutcome, task: TaskRecord) -> None:
+        outcome._note(task.uuid, "applied", self.note)
+        outcome.moved[self.dest] = outcome.moved.get(self.dest, 0) + 1
+        self.updates.append((task.id, task.version))
+        self.events.append(task.uuid)
 
 
 class _Writes:
@@ -150,8 +171,19 @@ class _Writes:
         self.updates: dict[tuple[Any, ...], UpdateGroup] = {}
         self.events: dict[tuple[Any, ...], EventGroup] = {}
         self.subtasks: dict[str, list[dict[str, Any]]] = {}
+        # Moves already worked out, by what decides them: (workflow, stage, status, pathway, run, priority).
+        self.routes: dict[tuple[Any, ...], _Route] = {}
 
     def apply(self, wf: Workflow, task: TaskRecord, result: TaskCompletionResult) -> None:
+        if result.success and result.labels is None and result.pathway is not None:
+            # Most of a message moves alike: the first such task works the move out, the rest follow it.
+            key = (id(wf), task.stage_uuid, task.status, result.pathway, result.run_id, result.priority)
+            route = self.routes.get(key)
+            if route is not None:
+                route.add(self.outcome, task)
+                return
+        else:
+            key = None
         stage = wf.stages[task.stage_uuid]
         if not result.success:
             self._fail(wf, stage, task, result.error or "the handler failed")
@@ -169,8 +201,9 @@ class _Writes:
             self.outcome._note(task.uuid, "applied", "stayed")
             self._update(task, {**self._stay_lease(), "attempts": 0, "last_error": None, **extra})
             return
-        self.outcome._note(task.uuid, "applied", f"moved along '{pathway.name}'")
-        self._move(wf, stage, task, pathway, rule, result.run_id, extra)
+        route = self._move(wf, stage, task, pathway, rule, result.run_id, extra)
+        if key is not None and route is not None:
+            self.routes[key] = route
 
     @staticmethod
     def _label_row(task: TaskRecord, result: TaskCompletionResult) -> LabelRow:
@@ -209,18 +242,19 @@ class _Writes:
     def _move(
         self, wf: Workflow, stage: Stage, task: TaskRecord, pathway: Pathway, rule: Rule,
         run_id: str | None, extra: dict[str, Any],
-    ) -> None:  # fmt: skip
+    ) -> _Route | None:  # fmt: skip
+        """Collect one task's move; return the route that tasks moved alike may follow (None if none may)."""
         plan: MovePlan = plan_move(wf, task, pathway, rule, Action.PROCEED, f"agent:{stage.title}", run_id, extra)
         event = {"project_id": task.project_id, "at": self.at, **plan.event}
         detail = event.pop("detail", None)
         key = (*event.items(), None if detail is None else json.dumps(detail, sort_keys=True))
         event["detail"] = detail
-        self.events.setdefault(key, (event, []))[1].append(task.uuid)
+        events = self.events.setdefault(key, (event, []))[1]
         if plan.subtask_rows:
             self.subtasks[task.uuid] = plan.subtask_rows
-        dest = plan.values["stage_uuid"]
-        self.outcome.moved[dest] = self.outcome.moved.get(dest, 0) + 1
-        self._update(task, plan.values)
+        route = _Route(self._group(plan.values), events, plan.values["stage_uuid"], f"moved along '{pathway.name}'")
+        route.add(self.outcome, task)
+        return None if plan.per_task else route
 
     def _stay_lease(self) -> dict[str, Any]:
         if self.hold_s > 0:
@@ -231,10 +265,14 @@ class _Writes:
         return {"lease_token": None, "lease_deadline": None}
 
     def _update(self, task: TaskRecord, changes: dict[str, Any]) -> None:
+        self._group(changes).append((task.id, task.version))
+
+    def _group(self, changes: dict[str, Any]) -> list[tuple[int, int]]:
+        """The tasks that get exactly ``changes`` (a list to add (id, version) to)."""
         if isinstance(changes.get("status"), TaskStatus):
             changes = {**changes, "status": changes["status"].value}
         # Task column values are text, numbers, timestamps or None: hashable, so they key the group.
-        self.updates.setdefault(tuple(changes.items()), (changes, []))[1].append((task.id, task.version))
+        return self.updates.setdefault(tuple(changes.items()), (changes, []))[1]
 
     def flush(self) -> None:
         """Write the collected task updates, subtasks and events, a statement per group that changes alike."""

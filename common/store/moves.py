@@ -48,6 +48,9 @@ class MovePlan:
     values: dict[str, Any]  # task columns, without updated_at and version
     subtask_rows: list[dict[str, Any]]  # a fresh consensus round, or empty
     event: dict[str, Any]  # the event's columns, without project_id, task_uuid and at
+    # Whether another task moved alike (same stage, status and pathway) could get a different
+    # plan: a percentage router on the way (it splits by data unit) or a consensus round (fresh rows).
+    per_task: bool = False
 
 
 def plan_move(
@@ -89,7 +92,9 @@ def plan_move(
         "run_id": run_id,
         "detail": {"routers": [p.uuid for p in routed]} if routed else None,
     }
-    return MovePlan(values, enter_stage_rows(dest, task.uuid, status), event)
+    rows = enter_stage_rows(dest, task.uuid, status)
+    split = any(wf.stages[p.source].type is StageType.PERCENTAGE_ROUTER for p in routed)
+    return MovePlan(values, rows, event, per_task=split or bool(rows))
 
 
 def move(

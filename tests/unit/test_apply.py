@@ -15,7 +15,7 @@ from common.store import Store, TaskRecord
 from common.store.apply import apply_results
 from common.store.leases import FAILED, claim_tasks, list_failed
 from common.store.schema import tasks
-from common.workflow import Workflow, load_workflow
+from common.workflow import Workflow, load_workflow, parse_workflow
 from tests.helpers import make_project
 
 AGENTS = Path(__file__).parents[1] / "fixtures" / "agent_pipeline.yaml"
@@ -189,3 +189,57 @@ def test_the_same_message_applied_twice_at_once_takes_effect_once(store: Store, 
     assert sorted((o.applied, o.stale) for o in outcomes) == [(0, 20), (20, 0)]
     assert len(store.events(project.id)) == 20
     assert store.counts(project.id) == {wf.stage("Archive").uuid: {"COMPLETED": 20}}
+
+
+def test_a_message_of_mixed_moves_sends_each_task_its_own_way() -> None:
+    # Given sixty claimed tasks before a 50/50 percentage router (it splits by data unit)
+    wf = parse_workflow(
+        {
+            "name": "Split",
+            "start": "Pre-label",
+            "stages": [
+                {"title": "Pre-label", "type": "agent", "pathways": {"labelled": "Split", "skip": "Archive"}},
+                {
+                    "title": "Split",
+                    "type": "percentage_router",
+                    "pathways": {
+                        "a": {"to": "Review A", "percentage": 50},
+                        "b": {"to": "Review B", "percentage": 50},
+                    },
+                },
+                {"title": "Review A", "type": "review", "pathways": {"approve": "Archive", "reject": "Pre-label"}},
+                {"title": "Review B", "type": "review", "pathways": {"approve": "Archive", "reject": "Pre-label"}},
+                {"title": "Archive", "type": "archive"},
+            ],
+        },
+        "split workflow",
+    )
+    store = Store.open("sqlite://")
+    project = make_project(store, wf, [f"{i}.jpg" for i in range(60)])
+    claimed = _claim(store, project.id, wf)
+    pre = wf.stage("Pre-label")
+    labelled, skip = pre.pathway("labelled").uuid, pre.pathway("skip").uuid
+
+    # When one message moves two thirds along "labelled" (some with priority 0.0) and the rest along "skip"
+    results = [
+        _result(t, labelled if i % 3 else skip, **({"priority": 0.0} if i % 5 == 0 else {}))
+        for i, t in enumerate(claimed)
+    ]
+    out = apply_results(store, results, num_retries=1)
+
+    # Then every task is where its own pathway (and, through the router, its data unit) leads
+    assert out.applied == 60
+    reached = set()
+    for i, task in enumerate(claimed):
+        after = store.get_task(task.uuid)
+        target = pre.pathway("labelled" if i % 3 else "skip").to
+        expected, routed = wf.resolve(target, task.data_hash, "agent:Pre-label")
+        assert after.stage_uuid == expected.uuid and after.lease_token is None
+        assert after.priority == (0.0 if i % 5 == 0 else task.priority)
+        (event,) = store.events(project.id, task.uuid)
+        assert event.to_stage == expected.uuid
+        assert event.detail == ({"routers": [p.uuid for p in routed]} if routed else None)
+        reached.add(expected.title)
+    # And the router sent some each way (a 1 in 2**39 chance that it would not)
+    assert reached == {"Review A", "Review B", "Archive"}
+    store.close()
