@@ -1,17 +1,18 @@
-"""Benchmarks: ``annoflow bench store`` (bulk import, first page, flat iteration)."""
+"""Benchmarks: ``annoflow bench store`` (bulk import, first page, flat iteration) and ``bench pipeline``."""
 
 from __future__ import annotations
 
 import json
 import tempfile
 from pathlib import Path
+from typing import Annotated
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from common.store.importing import IMPORT_BATCH
 from producer.bench_store import bench_store
-from producer.cli import console, group
+from producer.cli import console, group, settings
 
 __all__ = ["bench_app"]
 
@@ -46,3 +47,43 @@ def bench_store_cmd(
         typer.echo(json.dumps(figures, indent=2))
         return
     console.print_json(data=figures)
+
+
+@bench_app.command("pipeline")
+def bench_pipeline(
+    tasks: Annotated[int, typer.Option("--tasks", min=1, help="Tasks to push through")] = 20000,
+    batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Tasks per message")] = 100,
+    workers: Annotated[int, typer.Option("--workers", min=1, help="Worker pool processes")] = 2,
+    max_in_flight: Annotated[int | None, typer.Option("--max-in-flight", min=1)] = None,
+    store_url: Annotated[
+        str | None,
+        typer.Option("--store", "--store-url", help="Store URL, e.g. postgresql://... [default: a fresh SQLite file]"),
+    ] = None,
+    baseline_tasks: Annotated[
+        int | None, typer.Option("--baseline-tasks", min=1, help="Bare Celery messages [default: tasks, max 10,000]")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the figures as JSON")] = False,
+) -> None:
+    """Throughput of the pipeline (no-op handler) against bare Celery (no-op task) on the same Redis broker."""
+    from common.errors import InvalidInputError
+    from producer.bench_pipeline import run_bench
+
+    url = settings().broker_url or "redis://127.0.0.1:6379/15"
+    if not url.startswith("redis"):
+        raise InvalidInputError(
+            f"bench pipeline needs a Redis broker, not {url!r}; set ANNOFLOW_BROKER_URL=redis://..."
+        )
+    figures = run_bench(
+        url,
+        tasks,
+        batch_size,
+        workers=workers,
+        max_in_flight=max_in_flight,
+        store_url=store_url,
+        baseline_tasks=baseline_tasks,
+    )
+    if as_json:
+        print(json.dumps(figures))
+    else:
+        for key, value in figures.items():
+            console.print(f"{key:>28}: {value}")

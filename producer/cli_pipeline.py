@@ -1,4 +1,4 @@
-"""Commands of the queue pipeline: worker, produce, apply, run, tasks failed/retry, demo, bench pipeline."""
+"""Commands of the queue pipeline: worker, produce, apply, run, demo."""
 
 from __future__ import annotations
 
@@ -19,7 +19,6 @@ from common.enums import StageType
 from common.gc_tuning import tune_gc
 from common.loader import load_runner
 from common.store import Store
-from common.store.leases import list_failed, release_failed
 from producer.cli import app, console, group, open_store, settings
 
 if TYPE_CHECKING:
@@ -36,10 +35,6 @@ RefreshOpt = Annotated[
 ]
 RetriesOpt = Annotated[int, typer.Option("--num-retries", min=0, help="Retries of a failed task before it is failed")]
 LeaseOpt = Annotated[float, typer.Option("--lease-seconds", min=1, help="Seconds a claim holds before re-publishing")]
-
-
-tasks_app = group("tasks", "List and act on tasks.")
-bench_app = group("bench", "Benchmarks that print JSON figures.")
 
 
 def _logging(level: str = "INFO") -> None:
@@ -238,35 +233,6 @@ def _stage_bars(progress: Progress, store: Store, project_id: str) -> Callable[[
     return tick
 
 
-@tasks_app.command("failed")
-def tasks_failed(project: ProjectOpt) -> None:
-    """List tasks whose retries are used up, with their last error."""
-    store = open_store()
-    record = store.get_project(project)
-    wf = store.workflow(record.id)
-    failed = list_failed(store, record.id)
-    table = Table(title=f"failed tasks of {record.name} ({len(failed)})")
-    for col in ("task", "data", "stage", "attempts", "error"):
-        table.add_column(col)
-    for t in failed:
-        table.add_row(t.uuid, t.data_title, wf.stages[t.stage_uuid].title, str(t.attempts), t.last_error or "")
-    console.print(table)
-    if failed:
-        console.print(f"send them again with 'annoflow tasks retry --project {record.name}'")
-
-
-@tasks_app.command("retry")
-def tasks_retry(
-    project: ProjectOpt,
-    task: Annotated[list[str] | None, typer.Argument(help="Task UUIDs (default: every failed task)")] = None,
-) -> None:
-    """Make failed tasks claimable again; the next produce/run sends them to the workers."""
-    store = open_store()
-    record = store.get_project(project)
-    n = release_failed(store, record.id, task or None)
-    console.print(f"{n} failed task(s) of {record.name} will be sent again by the next 'annoflow produce' or 'run'")
-
-
 def _progress() -> Progress:
     return Progress(
         TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console
@@ -307,43 +273,3 @@ def demo(images: Annotated[int, typer.Option("--images", min=3, help="How many i
     render_summary(console, store, record, summary)
     console.print(f"  the demo's data: ANNOFLOW_HOME={home} annoflow tasks list --project demo")
     console.print("  the agent: examples/demo_agent.py; the workflow: examples/demo_workflow.yaml")
-
-
-@bench_app.command("pipeline")
-def bench_pipeline(
-    tasks: Annotated[int, typer.Option("--tasks", min=1, help="Tasks to push through")] = 20000,
-    batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Tasks per message")] = 100,
-    workers: Annotated[int, typer.Option("--workers", min=1, help="Worker pool processes")] = 2,
-    max_in_flight: Annotated[int | None, typer.Option("--max-in-flight", min=1)] = None,
-    store_url: Annotated[
-        str | None,
-        typer.Option("--store", "--store-url", help="Store URL, e.g. postgresql://... [default: a fresh SQLite file]"),
-    ] = None,
-    baseline_tasks: Annotated[
-        int | None, typer.Option("--baseline-tasks", min=1, help="Bare Celery messages [default: tasks, max 10,000]")
-    ] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the figures as JSON")] = False,
-) -> None:
-    """Throughput of the pipeline (no-op handler) against bare Celery (no-op task) on the same Redis broker."""
-    from common.errors import InvalidInputError
-    from producer.bench_pipeline import run_bench
-
-    url = settings().broker_url or "redis://127.0.0.1:6379/15"
-    if not url.startswith("redis"):
-        raise InvalidInputError(
-            f"bench pipeline needs a Redis broker, not {url!r}; set ANNOFLOW_BROKER_URL=redis://..."
-        )
-    figures = run_bench(
-        url,
-        tasks,
-        batch_size,
-        workers=workers,
-        max_in_flight=max_in_flight,
-        store_url=store_url,
-        baseline_tasks=baseline_tasks,
-    )
-    if as_json:
-        print(json.dumps(figures))
-    else:
-        for key, value in figures.items():
-            console.print(f"{key:>28}: {value}")

@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from typing import Any
+from typing import Annotated, Any
 
 import typer
+from rich.table import Table
 
 from common.enums import Action, StageType, TaskStatus
 from common.errors import InvalidInputError, NotFoundError
 from common.store import ActionRequest, Store, TaskRecord, compile_filters
 from common.store.filters import UNSET, named_filters
-from producer.cli import app, console, err_console, group, settings
+from common.store.leases import list_failed, release_failed
+from producer.cli import app, console, err_console, group, open_store, settings
 from producer.cli_project import store_session
 from producer.render import counts_table, task_dict, task_line, tasks_table
 
@@ -194,3 +196,32 @@ def task_proceed(
 ) -> None:
     """Move a task in an agent stage along one of its pathways."""
     _act(Action.PROCEED, task, by, pathway=pathway)
+
+
+@tasks_app.command("failed")
+def tasks_failed(project: Annotated[str, typer.Option("--project", help="Project name or id")]) -> None:
+    """List tasks whose retries are used up, with their last error."""
+    store = open_store()
+    record = store.get_project(project)
+    wf = store.workflow(record.id)
+    failed = list_failed(store, record.id)
+    table = Table(title=f"failed tasks of {record.name} ({len(failed)})")
+    for col in ("task", "data", "stage", "attempts", "error"):
+        table.add_column(col)
+    for t in failed:
+        table.add_row(t.uuid, t.data_title, wf.stages[t.stage_uuid].title, str(t.attempts), t.last_error or "")
+    console.print(table)
+    if failed:
+        console.print(f"send them again with 'annoflow tasks retry --project {record.name}'")
+
+
+@tasks_app.command("retry")
+def tasks_retry(
+    project: Annotated[str, typer.Option("--project", help="Project name or id")],
+    task: Annotated[list[str] | None, typer.Argument(help="Task UUIDs (default: every failed task)")] = None,
+) -> None:
+    """Make failed tasks claimable again; the next produce/run sends them to the workers."""
+    store = open_store()
+    record = store.get_project(project)
+    n = release_failed(store, record.id, task or None)
+    console.print(f"{n} failed task(s) of {record.name} will be sent again by the next 'annoflow produce' or 'run'")
