@@ -18,7 +18,8 @@ from kombu.message import Message
 from common.models import TaskCompletionResult
 from common.store import Store
 from common.store.apply import apply_results
-from common.store.totask_runs import TaskFailure, apply_labels_fast, mark_applied, record_failures
+from common.store.totask_fast import apply_labels_fast
+from common.store.totask_runs import TaskFailure, mark_applied, record_failures
 from common.totask.queues import TotaskResults
 
 __all__ = ["InFlight", "RunApplier", "RunCounts"]

@@ -12,8 +12,8 @@ from common.models import LabelPayload, TaskCompletionResult, TaskSpec
 from common.specs import build_specs
 from common.store import LabelRow, Store
 from common.store.schema import tasks
+from common.store.totask_fast import apply_labels_fast
 from common.store.totask_runs import (
-    apply_labels_fast,
     claim_by_ids,
     list_failures,
     release_leases,
