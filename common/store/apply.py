@@ -171,13 +171,13 @@ class _Writes:
         self.updates: dict[tuple[Any, ...], UpdateGroup] = {}
         self.events: dict[tuple[Any, ...], EventGroup] = {}
         self.subtasks: dict[str, list[dict[str, Any]]] = {}
-        # Moves already worked out, by what decides them: (workflow, stage, status, pathway, run, priority).
+        # Moves already worked out, by what decides them: (project, stage, status, pathway, run, priority).
         self.routes: dict[tuple[Any, ...], _Route] = {}
 
     def apply(self, wf: Workflow, task: TaskRecord, result: TaskCompletionResult) -> None:
         if result.success and result.labels is None and result.pathway is not None:
             # Most of a message moves alike: the first such task works the move out, the rest follow it.
-            key = (id(wf), task.stage_uuid, task.status, result.pathway, result.run_id, result.priority)
+            key = (task.project_id, task.stage_uuid, task.status, result.pathway, result.run_id, result.priority)
             route = self.routes.get(key)
             if route is not None:
                 route.add(self.outcome, task)

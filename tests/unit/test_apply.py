@@ -243,3 +243,25 @@ def test_a_message_of_mixed_moves_sends_each_task_its_own_way() -> None:
     # And the router sent some each way (a 1 in 2**39 chance that it would not)
     assert reached == {"Review A", "Review B", "Archive"}
     store.close()
+
+
+def test_one_message_for_two_projects_with_the_same_workflow_keeps_each_project_its_own(
+    store: Store, wf: Workflow
+) -> None:
+    # Given two projects made from the same workflow file (so their stages have the same uuids)
+    apples = make_project(store, wf, ["a1.jpg", "a2.jpg"], name="apples")
+    pears = make_project(store, wf, ["p1.jpg", "p2.jpg"], name="pears")
+    claimed = _claim(store, apples.id, wf) + _claim(store, pears.id, wf)
+    skip = wf.stage("Pre-label").pathway("skip").uuid
+    assert {t.stage_uuid for t in claimed} == {wf.stage("Pre-label").uuid}
+
+    # When one message moves all four along the same pathway
+    out = apply_results(store, [_result(t, skip) for t in claimed], num_retries=1)
+
+    # Then each project's tasks moved, and each event belongs to its task's project
+    assert out.applied == 4
+    for project in (apples, pears):
+        assert store.counts(project.id) == {wf.stage("Archive").uuid: {"COMPLETED": 2}}
+        assert {e.task_uuid for e in store.events(project.id)} == {
+            t.uuid for t in claimed if t.project_id == project.id
+        }
