@@ -20,7 +20,7 @@ from producer.render import counts_table, task_dict, task_line, tasks_table
 
 __all__ = ["task_app", "tasks_app"]
 
-tasks_app = group("tasks", "Find tasks.")
+tasks_app = group("tasks", "List tasks, the failed ones too, and send failed tasks again.")
 task_app = group("task", "Act on one task: assign, submit, approve, ...")
 
 _PAGE = 1000
