@@ -28,6 +28,7 @@ from sqlalchemy import (
     Select,
     String,
     and_,
+    any_,
     cast,
     func,
     literal,
@@ -131,11 +132,16 @@ def lease_picked(
     ``attempts + 1`` and ``version + 1``. On PostgreSQL the pick skips rows another
     transaction holds, so concurrent claimers never share a task.
     """
-    if not store.is_sqlite:
-        pick = pick.with_for_update(skip_locked=True)
+    if store.is_sqlite:
+        picked: ColumnElement[bool] = tasks.c.id.in_(pick.scalar_subquery())
+    else:
+        # The ids as one array (an InitPlan), so each row is found by primary key. With
+        # ``id IN (subquery)`` PostgreSQL hash-joins the pick against a scan of the whole
+        # table, a cost that grows with the project instead of with the claim.
+        picked = tasks.c.id == any_(func.array(pick.with_for_update(skip_locked=True).scalar_subquery()))
     stmt = (
         update(tasks)
-        .where(tasks.c.id.in_(pick.scalar_subquery()))
+        .where(picked)
         .values(
             lease_token=literal(token_prefix, String) + cast(tasks.c.id, String),
             lease_deadline=at + timedelta(seconds=lease_seconds),

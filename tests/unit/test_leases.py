@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
-from sqlalchemy import update
+from sqlalchemy import event, update
 
 from common.store import Store
 from common.store.leases import (
@@ -21,6 +23,7 @@ from common.store.leases import (
 from common.store.records import now
 from common.store.schema import tasks
 from common.workflow import Workflow, load_workflow
+from tests.conftest import _postgres_store
 from tests.helpers import make_project
 
 AGENTS = Path(__file__).parents[1] / "fixtures" / "agent_pipeline.yaml"
@@ -132,3 +135,46 @@ def test_concurrent_claims_never_share_a_task(store: Store, agent_workflow: Work
 
     # Then every task was claimed exactly once
     assert len(claimed) == 40 and len(set(claimed)) == 40
+
+
+@pytest.fixture
+def pg_store() -> Iterator[Store]:
+    yield from _postgres_store()
+
+
+def _outer_nodes(plan: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    """The plan's nodes that run once per statement's rows, leaving out its init plans and sub plans."""
+    yield plan
+    for child in plan.get("Plans", []):
+        if child.get("Parent Relationship") not in ("InitPlan", "SubPlan"):
+            yield from _outer_nodes(child)
+
+
+def test_a_claim_on_postgresql_reaches_its_rows_by_primary_key(pg_store: Store, agent_workflow: Workflow) -> None:
+    # Given 3,000 tasks in one stage on PostgreSQL, with the table's statistics up to date
+    project = make_project(pg_store, agent_workflow, [f"{i}.jpg" for i in range(3000)])
+    with pg_store.write() as conn:
+        conn.exec_driver_sql("ANALYZE tasks")
+    statements: list[tuple[str, Any]] = []
+
+    def record(_conn: Any, _cursor: Any, statement: str, params: Any, _context: Any, _many: bool) -> None:
+        statements.append((statement, params))
+
+    # When the producer claims a hundred of them
+    event.listen(pg_store.engine, "before_cursor_execute", record)
+    try:
+        claimed = claim_tasks(pg_store, project.id, agent_workflow.stage("Pre-label").uuid, 100, lease_seconds=60)
+    finally:
+        event.remove(pg_store.engine, "before_cursor_execute", record)
+    ((sql, params),) = [(s, p) for s, p in statements if s.lstrip().upper().startswith("UPDATE")]
+    with pg_store.write() as conn:
+        cursor = conn.connection.driver_connection.cursor()
+        cursor.execute("EXPLAIN (FORMAT JSON) " + sql, params)
+        plan = cursor.fetchone()[0][0]["Plan"]
+
+    # Then its update finds each claimed row through the primary key: no scan of the whole
+    # table, whose cost would grow with the project rather than with the claim
+    assert len(claimed) == 100
+    outer = list(_outer_nodes(plan))
+    assert any(node.get("Index Name") == "tasks_pkey" for node in outer), plan
+    assert not any(node["Node Type"] == "Seq Scan" for node in outer), plan
