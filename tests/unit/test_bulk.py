@@ -1,0 +1,77 @@
+"""The applier's grouped writes (common.store.bulk) on SQLite and PostgreSQL, past one statement's worth of tasks."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy import select, update
+
+from common.store import Store
+from common.store.bulk import insert_events, update_tasks
+from common.store.schema import tasks
+from common.workflow import Workflow
+from tests.helpers import make_project
+
+# More than one SQLite statement's worth (bulk._SQLITE_ROWS is 4,096).
+N = 5000
+
+
+def _rows(store: Store, project_id: str) -> list[tuple[int, int, str | None, str | None, datetime]]:
+    with store.read() as conn:
+        query = select(tasks.c.id, tasks.c.version, tasks.c.lease_token, tasks.c.last_error, tasks.c.updated_at)
+        return [tuple(r) for r in conn.execute(query.where(tasks.c.project_id == project_id).order_by(tasks.c.id))]
+
+
+def test_a_group_is_set_on_every_task_that_kept_its_version(store: Store, seed_workflow: Workflow) -> None:
+    # Given 5,000 tasks, one of which changed after it was read
+    project = make_project(store, seed_workflow, [f"{i}.jpg" for i in range(N)])
+    before = _rows(store, project.id)
+    moved_on = before[1234][0]
+    with store.write() as conn:
+        conn.execute(update(tasks).where(tasks.c.id == moved_on).values(version=tasks.c.version + 1))
+    at = datetime.now(UTC) + timedelta(seconds=5)
+
+    # When one group sets a lease and an error on all of them, with the versions read before
+    with store.write() as conn:
+        values = {"lease_token": "hold", "last_error": "stop"}
+        done = update_tasks(conn, [(values, [(i, v) for i, v, *_ in before])], at)
+
+    # Then every task but the one that changed got the values, a new version and the time
+    assert done == N - 1
+    for (i, version, *_), (j, new_version, token, error, stamp) in zip(before, _rows(store, project.id), strict=True):
+        assert i == j
+        if i == moved_on:
+            assert (new_version, token, error) == (version + 1, None, None)
+        else:
+            assert (new_version, token, error) == (version + 1, "hold", "stop")
+            assert stamp.replace(tzinfo=stamp.tzinfo or UTC) == at
+
+
+def test_events_are_one_row_per_task_in_the_order_given(store: Store, seed_workflow: Workflow) -> None:
+    # Given 5,000 tasks
+    project = make_project(store, seed_workflow, [f"{i}.jpg" for i in range(N)])
+    uuids = [t.uuid for t in store.iter_tasks(project.id)][::-1]
+    at = datetime.now(UTC)
+    shared = {
+        "project_id": project.id, "actor": "agent:x", "action": "proceed", "from_stage": "a", "to_stage": "b",
+        "from_status": "NEW", "to_status": "NEW", "pathway": "p", "run_id": None, "at": at,
+        "detail": {"routers": ["r"]},
+    }  # fmt: skip
+
+    # When one group of events is written for all of them
+    with store.write() as conn:
+        insert_events(conn, [(shared, uuids)])
+
+    # Then each task has its one event with the shared values, in the order the tasks were given
+    written = store.events(project.id)
+    assert [e.task_uuid for e in written] == uuids
+    assert {(e.actor, e.action, e.to_stage, e.run_id) for e in written} == {("agent:x", "proceed", "b", None)}
+    assert all(e.detail == {"routers": ["r"]} for e in written)
+
+
+def test_a_column_a_result_may_not_change_is_refused(store: Store, seed_workflow: Workflow) -> None:
+    project = make_project(store, seed_workflow, ["a.jpg"])
+    ((task_id, version, *_),) = _rows(store, project.id)
+    with store.write() as conn, pytest.raises(ValueError, match="data_title"):
+        update_tasks(conn, [({"data_title": "x"}, [(task_id, version)])], datetime.now(UTC))
