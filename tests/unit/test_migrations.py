@@ -8,9 +8,10 @@ from pathlib import Path
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
+from sqlalchemy import text
 
 from common.store import Store
-from common.store.engine import migrate
+from common.store.engine import create_tables, migrate
 from common.store.schema import metadata
 from tests.servers import POSTGRES_URL, postgres_schema
 
@@ -49,3 +50,26 @@ def test_migrating_twice_changes_nothing(migrated: Store) -> None:
     migrate(migrated.engine)
     # Then nothing was lost or changed
     assert [p.name for p in migrated.list_projects()] == ["kept"]
+
+
+@pytest.mark.parametrize("build", ["migrations", "definitions"])
+def test_tasks_on_postgresql_keep_room_for_hot_updates(build: str) -> None:
+    # Given a PostgreSQL store built by the migrations, or straight from the table definitions
+    with postgres_schema("f") as schema:
+        store = Store.open(POSTGRES_URL, schema=schema, upgrade=build == "migrations")
+        try:
+            if build == "definitions":
+                create_tables(store.engine)
+            # When the tasks table's storage parameters are read
+            with store.read() as conn:
+                options = conn.execute(
+                    text(
+                        "SELECT c.reloptions FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+                        "WHERE c.relname = 'tasks' AND n.nspname = :schema"
+                    ),
+                    {"schema": schema},
+                ).scalar_one()
+        finally:
+            store.close()
+    # Then half of each page stays free for the new versions claims write (HOT updates)
+    assert options == ["fillfactor=50"]
