@@ -8,6 +8,7 @@ into one line saying what is wrong and how to fix it, with exit code 2.
 from __future__ import annotations
 
 from functools import cache
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -16,7 +17,7 @@ from common.settings import Settings
 from common.store import Store
 from producer.cli_errors import AnnoflowGroup
 
-__all__ = ["app", "console", "group", "main", "open_store", "settings"]
+__all__ = ["ProjectOpt", "app", "console", "group", "main", "open_store", "settings"]
 
 # AnnoflowGroup prints usage and user errors as one line with exit code 2.
 app = typer.Typer(
@@ -29,6 +30,9 @@ app = typer.Typer(
 )
 console = Console()
 err_console = Console(stderr=True)
+
+# The --project option of the commands that act on one project.
+ProjectOpt = Annotated[str, typer.Option("--project", help="Project name or id")]
 
 
 @cache

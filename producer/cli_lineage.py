@@ -13,15 +13,13 @@ from common.errors import InvalidInputError
 from common.lineage import FORMATS, Scope, lineage_graph, render
 from common.versions import create_version, diff_versions, list_versions, restore_version
 from common.versions.bench import bench_versions
-from producer.cli import app, console, group, open_store, settings
+from producer.cli import ProjectOpt, app, console, group, open_store, settings
 
 __all__ = ["version_app"]
 
 
 version_app = group("version", "Save, list, compare and restore versions of a project's labels.")
 bench_app = group("bench", "Benchmarks that print JSON figures.")
-
-ProjectOpt = Annotated[str, typer.Option("--project", help="Project name or id.")]
 
 
 @app.command("lineage")

@@ -19,7 +19,7 @@ from common.enums import StageType
 from common.gc_tuning import tune_gc
 from common.loader import load_runner
 from common.store import Store
-from producer.cli import app, console, group, open_store, settings
+from producer.cli import ProjectOpt, app, console, group, open_store, settings
 
 if TYPE_CHECKING:
     from producer.embedded import RunSummary
@@ -27,7 +27,6 @@ if TYPE_CHECKING:
 __all__ = ["group"]
 
 AgentsOpt = Annotated[str, typer.Option("--agents", help="The runner: package.module:runner")]
-ProjectOpt = Annotated[str, typer.Option("--project", help="Project name or id")]
 BatchOpt = Annotated[int, typer.Option("--task-batch-size", min=1, help="Tasks per message")]
 InFlightOpt = Annotated[int, typer.Option("--max-in-flight", min=1, help="Unapplied messages per stage")]
 RefreshOpt = Annotated[

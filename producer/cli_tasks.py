@@ -14,7 +14,7 @@ from common.errors import InvalidInputError, NotFoundError
 from common.store import ActionRequest, Store, TaskRecord, compile_filters
 from common.store.filters import UNSET, named_filters
 from common.store.leases import list_failed, release_failed
-from producer.cli import app, console, err_console, group, open_store, settings
+from producer.cli import ProjectOpt, app, console, err_console, group, open_store, settings
 from producer.cli_project import store_session
 from producer.render import counts_table, task_dict, task_line, tasks_table
 
@@ -199,7 +199,7 @@ def task_proceed(
 
 
 @tasks_app.command("failed")
-def tasks_failed(project: Annotated[str, typer.Option("--project", help="Project name or id")]) -> None:
+def tasks_failed(project: ProjectOpt) -> None:
     """List tasks whose retries are used up, with their last error."""
     store = open_store()
     record = store.get_project(project)
@@ -217,7 +217,7 @@ def tasks_failed(project: Annotated[str, typer.Option("--project", help="Project
 
 @tasks_app.command("retry")
 def tasks_retry(
-    project: Annotated[str, typer.Option("--project", help="Project name or id")],
+    project: ProjectOpt,
     task: Annotated[list[str] | None, typer.Argument(help="Task UUIDs (default: every failed task)")] = None,
 ) -> None:
     """Make failed tasks claimable again; the next produce/run sends them to the workers."""

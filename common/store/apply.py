@@ -175,15 +175,13 @@ class _Writes:
         self.routes: dict[tuple[Any, ...], _Route] = {}
 
     def apply(self, wf: Workflow, task: TaskRecord, result: TaskCompletionResult) -> None:
-        if result.success and result.labels is None and result.pathway is not None:
-            # Most of a message moves alike: the first such task works the move out, the rest follow it.
-            key = (task.project_id, task.stage_uuid, task.status, result.pathway, result.run_id, result.priority)
-            route = self.routes.get(key)
-            if route is not None:
-                route.add(self.outcome, task)
-                return
-        else:
-            key = None
+        # Most of a message moves alike: the first such task works the move out, the rest follow it.
+        plain = result.success and result.labels is None and result.pathway is not None
+        key = (task.project_id, task.stage_uuid, task.status, result.pathway, result.run_id, result.priority)
+        route = self.routes.get(key) if plain else None
+        if route is not None:
+            route.add(self.outcome, task)
+            return
         stage = wf.stages[task.stage_uuid]
         if not result.success:
             self._fail(wf, stage, task, result.error or "the handler failed")
@@ -202,7 +200,7 @@ class _Writes:
             self._update(task, {**self._stay_lease(), "attempts": 0, "last_error": None, **extra})
             return
         route = self._move(wf, stage, task, pathway, rule, result.run_id, extra)
-        if key is not None and route is not None:
+        if plain and route is not None:
             self.routes[key] = route
 
     @staticmethod
