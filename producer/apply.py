@@ -4,9 +4,10 @@ A message is acknowledged only after its transaction commits, so a killed
 applier loses nothing (the broker delivers the message again) and applies
 nothing twice (the second delivery's leases no longer match: stale). A message
 that is not a valid ``ResultBatch`` is rejected, logged, counted and copied to
-the dead-letter queue (``annoflow.dead-letter``; a Redis list on Redis), never
-retried forever. After each commit the batch leaves the in-flight ledger, which
-wakes the producer.
+the dead-letter queue (``annoflow.dead-letter``; a Redis list on Redis) as a
+:class:`producer.dead_letters.DeadLetter`, never retried forever (``annoflow
+dead-letters`` lists them). After each commit the batch leaves the in-flight
+ledger, which wakes the producer.
 
 On Redis the applier takes up to ``group`` messages per round trip
 (:mod:`producer.redis_results`), applies them in one transaction (each message
@@ -39,6 +40,7 @@ from common.redis_transport import message_body
 from common.store import Store
 from common.store.apply import apply_results
 from producer.apply_stats import ApplierStats
+from producer.dead_letters import DeadLetter
 from producer.inflight import Ledger, RedisLedger
 from producer.redis_results import ResultReader
 
@@ -310,13 +312,11 @@ class ResultApplier:
         raw = body if isinstance(body, bytes) else str(body).encode()
         queue = make_queue(DEAD_LETTER_QUEUE)
         assert self._dead_producer is not None
+        letter = DeadLetter(
+            reason=reason, body=raw.decode("utf-8", "replace"), at=datetime.now(UTC), applier=socket.gethostname()
+        )
         self._dead_producer.publish(
-            {
-                "reason": reason,
-                "body": raw.decode("utf-8", "replace"),
-                "at": datetime.now(UTC).isoformat(),
-                "applier": socket.gethostname(),
-            },
+            letter.model_dump(mode="json"),
             exchange=queue.exchange,
             routing_key=DEAD_LETTER_QUEUE,
             serializer="json",

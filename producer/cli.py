@@ -64,6 +64,7 @@ def _register() -> None:
     # Each module adds its commands to ``app`` when imported.
     from producer import (  # noqa: F401
         cli_bench,
+        cli_dead_letters,
         cli_lineage,
         cli_ops,
         cli_pipeline,

@@ -12,7 +12,7 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
-from common.celery_app import broker_url, stage_queue_name
+from common.celery_app import DEAD_LETTER_QUEUE, broker_url, stage_queue_name
 from common.enums import StageType, TaskStatus
 from common.store import Store
 from producer.cli import app, console, open_store, settings
@@ -52,6 +52,8 @@ def render_status(snap: StatusSnapshot) -> RenderableType:
     if snap.broker_error:
         queues.add_row(Text("broker unreachable", style="red"), snap.broker_error)
     parts.append(queues)
+    if snap.queues.get(DEAD_LETTER_QUEUE):
+        parts.append(Text("rejected results messages: annoflow dead-letters list", style="dim"))
 
     speed = Table(title="throughput (last minute, from the event history)", title_justify="left")
     for col in ("project", "events", "per second"):

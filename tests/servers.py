@@ -48,6 +48,10 @@ def require_postgres() -> None:
     require("PostgreSQL", "127.0.0.1", 5432)
 
 
+def require_rabbitmq() -> None:
+    require("RabbitMQ", "127.0.0.1", 5672)
+
+
 @contextmanager
 def postgres_schema(prefix: str) -> Iterator[str]:
     """A fresh PostgreSQL schema for one test (skipped or failed without the server), dropped after."""

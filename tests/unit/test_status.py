@@ -18,6 +18,7 @@ from rich.console import Console
 from sqlalchemy import update
 from typer.testing import CliRunner
 
+from common.celery_app import DEAD_LETTER_QUEUE
 from common.enums import Action
 from common.store import ActionRequest, ProjectRecord, Store
 from common.store.records import now
@@ -147,6 +148,22 @@ def test_render_shows_every_section(store: Store) -> None:
         assert expected in text
     assert "Prelabel_Faces" in text and "75%" in text
     assert "annoflow tasks retry" in text
+    # and no pointer to dead letters while there are none
+    assert "dead-letters" not in text
+
+
+def test_render_points_at_waiting_dead_letters(store: Store) -> None:
+    # Given a snapshot whose dead-letter queue holds two messages
+    busy_project(store)
+    snap = collect_status(store, FakeReader())
+    snap.queues[DEAD_LETTER_QUEUE] = 2
+
+    # When it is rendered
+    console = Console(record=True, width=160)
+    console.print(render_status(snap))
+
+    # Then it says how to look at them
+    assert "annoflow dead-letters list" in console.export_text()
 
 
 def test_file_queue_reader_counts_messages_per_queue(tmp_path: Path) -> None:

@@ -1,0 +1,185 @@
+"""The dead-letter queue: results messages the applier could not use, kept with the reason.
+
+The result applier copies every message it cannot read (not JSON, not a
+``ResultBatch``, a message that failed to apply for a reason other than an
+unreachable store) to ``annoflow.dead-letter`` as a :class:`DeadLetter`, and
+acknowledges the original, so a bad message is never retried forever and never
+lost. This module is what an operator does with them afterwards:
+
+* :func:`peek`: the oldest few, and how many there are, without taking any off
+  the queue (Redis and the embedded broker are read in place; other brokers
+  deliver them and take them back unacknowledged);
+* :func:`requeue`: publish each one's original message to ``annoflow.results``
+  again (once whatever rejected it is fixed), then drop it: a message the applier
+  still cannot use comes straight back, one applied twice is dropped as stale;
+* :func:`purge`: drop them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import redis
+from kombu.connection import Connection
+from kombu.message import Message
+from pydantic import BaseModel, ValidationError
+
+from common.celery_app import DEAD_LETTER_QUEUE, RESULTS_QUEUE, broker_transport, make_queue
+from common.redis_transport import message_body
+
+__all__ = ["DeadLetter", "DeadLetters", "peek", "purge", "requeue", "summary"]
+
+# What a message on the queue that no applier wrote is listed with.
+_FOREIGN = "not a dead-letter record (no applier wrote it); its whole text is kept as the body"
+
+
+class DeadLetter(BaseModel):
+    """One message the applier could not use, as the dead-letter queue keeps it."""
+
+    reason: str
+    # The results message as it was published (the broker's raw message when it had no body).
+    body: str
+    at: datetime
+    applier: str = ""
+
+    @classmethod
+    def of(cls, payload: bytes | str) -> DeadLetter:
+        """The record in one dead-letter message body; a message no applier wrote is kept whole as the body."""
+        try:
+            return cls.model_validate_json(payload)
+        except ValidationError:
+            text = payload.decode("utf-8", "replace") if isinstance(payload, bytes) else payload
+            return cls(reason=_FOREIGN, body=text, at=datetime.now(UTC))
+
+
+@dataclass(frozen=True)
+class DeadLetters:
+    """What :func:`peek` found: the oldest ``letters`` of ``total`` on the queue."""
+
+    letters: list[DeadLetter]
+    total: int
+
+
+def peek(broker_url: str, transport_options: dict[str, Any], limit: int) -> DeadLetters:
+    """The oldest ``limit`` dead letters (oldest first) and how many wait, leaving every one in place."""
+    if broker_url.startswith(("redis://", "rediss://")):
+        client = redis.Redis.from_url(broker_url)
+        try:
+            # kombu pushes on the left and takes from the right: the oldest are at the right end.
+            raws: list[bytes] = client.lrange(DEAD_LETTER_QUEUE, -limit, -1) if limit > 0 else []  # type: ignore[assignment]
+            total = int(client.llen(DEAD_LETTER_QUEUE))
+        finally:
+            client.close()
+        return DeadLetters([DeadLetter.of(message_body(raw)) for raw in reversed(raws)], total)
+    if broker_url.startswith("filesystem://"):
+        return _peek_folder(Path(transport_options["data_folder_in"]), limit)
+    letters: list[DeadLetter] = []
+    with _connection(broker_url, transport_options) as conn:
+        queue = make_queue(DEAD_LETTER_QUEUE)(conn.default_channel)
+        total = int(queue.queue_declare(passive=True).message_count)
+        # Delivered and never acknowledged: the broker takes them back when the channel closes.
+        for message in _messages(queue, limit):
+            letters.append(DeadLetter.of(message.body))
+    return DeadLetters(letters, total)
+
+
+def requeue(broker_url: str, transport_options: dict[str, Any], limit: int | None = None) -> int:
+    """Publish up to ``limit`` (default: all) dead letters' messages to the results queue again; return how many.
+
+    Each is acknowledged only after its message is published: should this stop
+    in between, the letter stays and its message may be applied twice, which the
+    leases make harmless (the second is dropped as stale).
+    """
+    done = 0
+    results = make_queue(RESULTS_QUEUE)
+    with _connection(broker_url, transport_options) as conn:
+        queue = make_queue(DEAD_LETTER_QUEUE)(conn.default_channel)
+        queue.declare()
+        producer = conn.Producer()
+        for message in _messages(queue, limit):
+            producer.publish(
+                DeadLetter.of(message.body).body,
+                exchange="",
+                routing_key=RESULTS_QUEUE,
+                content_type="application/json",
+                content_encoding="utf-8",
+                delivery_mode=2,
+                declare=[results] if done == 0 else [],
+                retry=True,
+            )
+            message.ack()
+            done += 1
+    return done
+
+
+def purge(broker_url: str, transport_options: dict[str, Any], limit: int | None = None) -> int:
+    """Drop up to ``limit`` (default: all) dead letters, oldest first; return how many."""
+    done = 0
+    with _connection(broker_url, transport_options) as conn:
+        queue = make_queue(DEAD_LETTER_QUEUE)(conn.default_channel)
+        queue.declare()
+        for message in _messages(queue, limit):
+            message.ack()
+            done += 1
+    return done
+
+
+@contextmanager
+def _connection(broker_url: str, transport_options: dict[str, Any]) -> Iterator[Connection]:
+    transport = broker_transport(broker_url)
+    with Connection(broker_url, transport=transport, transport_options=transport_options) as conn:
+        conn.ensure_connection(max_retries=3)
+        yield conn
+
+
+def _messages(queue: Any, limit: int | None) -> Iterator[Message]:
+    """Deliver up to ``limit`` messages of ``queue`` (oldest first), unacknowledged, until it is empty."""
+    taken = 0
+    while limit is None or taken < limit:
+        message = queue.get(no_ack=False)
+        if message is None:
+            return
+        taken += 1
+        yield message
+
+
+def _peek_folder(folder: Path, limit: int) -> DeadLetters:
+    """The embedded broker keeps one file per message, named ``<ms>_<uuid>.<queue>.msg``: oldest first by name."""
+    suffix = f".{DEAD_LETTER_QUEUE}.msg"
+    try:
+        names = sorted(n for n in os.listdir(folder) if n.endswith(suffix) and not n.startswith("."))
+    except FileNotFoundError:
+        return DeadLetters([], 0)
+    letters = []
+    for name in names[: max(limit, 0)]:
+        try:
+            raw = (folder / name).read_bytes()
+        except FileNotFoundError:  # taken by a requeue or purge meanwhile
+            continue
+        letters.append(DeadLetter.of(message_body(raw)))
+    return DeadLetters(letters, len(names))
+
+
+def summary(letter: DeadLetter) -> dict[str, Any]:
+    """What a listing shows of one letter: when, where, why, and which batch its message was."""
+    batch: Any = None
+    try:
+        parsed = json.loads(letter.body)
+        if isinstance(parsed, dict) and isinstance(parsed.get("header"), dict):
+            batch = parsed["header"].get("batch_id")
+    except ValueError:
+        pass
+    return {
+        "at": letter.at.isoformat(),
+        "applier": letter.applier,
+        "batch_id": batch,
+        "body_bytes": len(letter.body.encode()),
+        "reason": letter.reason,
+    }
