@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import shutil
 import signal
+import sys
 import threading
 from collections.abc import Callable
+from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Annotated
 
@@ -238,10 +242,28 @@ def _progress() -> Progress:
     )
 
 
+def _own_command() -> str:
+    """How to run this same ``annoflow`` from the current folder: its name when PATH finds it, else its path."""
+    own = Path(sys.argv[0]).resolve()
+    if own.name == "__main__.py":  # python -m producer
+        return f"{_relative(Path(sys.executable))} -m producer"
+    found = shutil.which("annoflow")
+    if found is not None and Path(found).resolve() == own:
+        return "annoflow"
+    return _relative(own)
+
+
+def _relative(path: Path) -> str:
+    try:
+        return os.path.relpath(path)
+    except ValueError:  # another drive (Windows)
+        return str(path)
+
+
 @app.command("demo")
 def demo(images: Annotated[int, typer.Option("--images", min=3, help="How many images to generate")] = 24) -> None:
     """Generate images, create project 'demo', run the demo agent through 2 worker processes."""
-    from producer.demo import AGENTS, prepare_demo
+    from producer.demo import AGENT_FILE, AGENTS, WORKFLOW, prepare_demo
     from producer.embedded import EmbeddedOptions, run_embedded
     from producer.render_pipeline import render_summary
 
@@ -269,6 +291,5 @@ def demo(images: Annotated[int, typer.Option("--images", min=3, help="How many i
             f"{len(objects)} ({kinds})" if objects else "0",
         )
     console.print(table)
-    render_summary(console, store, record, summary)
-    console.print(f"  the demo's data: ANNOFLOW_HOME={home} annoflow tasks list --project demo")
-    console.print("  the agent: examples/demo_agent.py; the workflow: examples/demo_workflow.yaml")
+    render_summary(console, store, record, summary, command=f"ANNOFLOW_HOME={home} {_own_command()}")
+    console.print(f"  the agent: {_relative(AGENT_FILE)}; the workflow: {_relative(WORKFLOW)}")

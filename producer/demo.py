@@ -18,10 +18,11 @@ from common.settings import Settings
 from common.store import DataFile, DataUnit, ProjectRecord, Store
 from common.workflow import load_workflow
 
-__all__ = ["AGENTS", "make_demo_images", "prepare_demo"]
+__all__ = ["AGENTS", "AGENT_FILE", "WORKFLOW", "make_demo_images", "prepare_demo"]
 
 AGENTS = "examples.demo_agent:runner"
 WORKFLOW = Path(__file__).resolve().parent.parent / "examples" / "demo_workflow.yaml"
+AGENT_FILE = WORKFLOW.parent / "demo_agent.py"  # the module AGENTS names, for the user to read
 
 
 def make_demo_images(folder: Path, count: int = 24, seed: int = 7) -> list[Path]:

@@ -12,8 +12,13 @@ from producer.embedded import RunSummary
 __all__ = ["render_summary"]
 
 
-def render_summary(console: Console, store: Store, project: ProjectRecord, summary: RunSummary) -> None:
-    """Print the task counts by stage and status, the run's counters and the next places to look."""
+def render_summary(
+    console: Console, store: Store, project: ProjectRecord, summary: RunSummary, command: str = "annoflow"
+) -> None:
+    """Print the task counts by stage and status, the run's counters and the next places to look.
+
+    ``command`` starts the suggested command lines (the demo's store lives in a home of its own).
+    """
     wf = store.workflow(project.id)
     counts = store.counts(project.id)
     table = Table(title=f"where the tasks of {project.name} are now")
@@ -40,6 +45,6 @@ def render_summary(console: Console, store: Store, project: ProjectRecord, summa
     failed = list_failed(store, project.id)
     console.print("next:")
     if failed:
-        console.print(f"  annoflow tasks failed --project {project.name}   ({len(failed)} failed task(s))")
-    console.print(f"  annoflow tasks list --project {project.name}     (every task, by stage)")
+        console.print(f"  {command} tasks failed --project {project.name}   ({len(failed)} failed task(s))")
+    console.print(f"  {command} tasks list --project {project.name}     (every task, by stage)")
     console.print(f"  worker log: {summary.worker_log}")
