@@ -215,7 +215,7 @@ def run(
             options,
             on_tick=_stage_bars(progress, store, record.id),
         )
-    render_summary(console, store, record, summary)
+    render_summary(console, store, record, summary, command=_own_command())
 
 
 def _stage_bars(progress: Progress, store: Store, project_id: str) -> Callable[[RunSummary], None]:
