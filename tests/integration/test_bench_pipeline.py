@@ -1,4 +1,4 @@
-"""``annoflow bench pipeline`` end to end on a small run: both measurements, the figures it names, no assertion on speed."""
+"""``annoflow bench pipeline`` end to end on a small run: both measurements and the figures it names (no speed check)."""
 
 from __future__ import annotations
 
@@ -29,8 +29,18 @@ def test_bench_pipeline_reports_both_runs(tmp_path: Path) -> None:
     try:
         # When a small benchmark runs
         done = subprocess.run(
-            [str(ANNOFLOW), "bench", "pipeline", "--tasks", "400", "--batch-size", "50", "--baseline-tasks", "60"]
-            + ["--json"],
+            [
+                str(ANNOFLOW),
+                "bench",
+                "pipeline",
+                "--tasks",
+                "400",
+                "--batch-size",
+                "50",
+                "--baseline-tasks",
+                "60",
+                "--json",
+            ],
             env=env,
             capture_output=True,
             text=True,
