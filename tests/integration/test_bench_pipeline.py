@@ -1,4 +1,4 @@
-"""``annoflow bench pipeline`` end to end on a small run: both measurements and the figures it names (no speed check)."""
+"""``annoflow bench pipeline`` end to end on a small run: both measurements and the figures it names."""
 
 from __future__ import annotations
 
