@@ -93,7 +93,8 @@ class ResultReader:
         self.id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.taken_key = taken_key(self.id)
         self._alive_key = self._alive(self.id)
-        self._take = client.register_script(_TAKE)
+        # Not registered for the pipeline in take(): redis-py would first ask Redis whether the
+        # script is loaded (SCRIPT EXISTS), a round trip of its own before every take.
         self._return = client.register_script(_RETURN)
         self._stop = threading.Event()
         self._beat: threading.Thread | None = None
@@ -152,7 +153,8 @@ class ResultReader:
         pipe.blmove(self.queue, self.taken_key, timeout, "RIGHT", "LEFT")  # type: ignore[arg-type]
         limit = self.max_messages if limit is None else max(1, min(limit, self.max_messages))
         if limit > 1:
-            self._take(keys=[self.queue, self.taken_key], args=[limit - 1], client=pipe)
+            # EVAL with the text (Redis caches the compiled script) needs no loading step.
+            pipe.eval(_TAKE, 2, self.queue, self.taken_key, limit - 1)
         replies = pipe.execute()
         first: bytes | None = replies[0]
         more: list[bytes] = replies[1] if len(replies) > 1 else []

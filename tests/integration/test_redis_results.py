@@ -208,3 +208,26 @@ def test_message_body_reads_kombu_envelopes_and_refuses_anything_else() -> None:
     for junk in (b"not json", b"[1, 2]", b'{"body": 3}'):
         with pytest.raises(ValueError, match="not a kombu message envelope"):
             message_body(junk)
+
+
+def _calls(client: redis.Redis, command: str) -> int:
+    stats = client.info("commandstats").get(f"cmdstat_{command}")
+    return int(stats["calls"]) if stats else 0
+
+
+def test_a_take_is_one_round_trip(client: redis.Redis, queue: str) -> None:
+    # Given ten messages and a reader that takes at most four at once
+    _publish(queue, [json.dumps({"n": n}) for n in range(10)])
+    reader = ResultReader(client, queue, max_messages=4)
+    reader.start()
+    exists_before, eval_before = _calls(client, "script|exists"), _calls(client, "eval")
+
+    # When it takes all ten, three takes
+    taken = [reader.take(timeout=1) for _ in range(3)]
+    reader.finish()
+    reader.close()
+
+    # Then each take ran its Lua call inline (EVAL), with no separate check that the script is loaded
+    assert [len(t) for t in taken] == [4, 4, 2]
+    assert _calls(client, "eval") - eval_before == 3
+    assert _calls(client, "script|exists") == exists_before
