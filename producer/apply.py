@@ -112,7 +112,11 @@ class ResultApplier:
         """Apply messages until :attr:`stop` is set (or ``idle_exit()`` says so while the queue is quiet)."""
         transport = broker_transport(self.broker_url)
         with Connection(self.broker_url, transport=transport, transport_options=self.transport_options) as conn:
-            self._dead_producer = Producer(conn.channel())
+            channel = conn.channel()
+            # Declared here, once: a declaration waits for the broker's answer, and on AMQP a wait
+            # inside a delivery's callback can take the next delivery and never see its answer.
+            make_queue(DEAD_LETTER_QUEUE)(channel).declare()
+            self._dead_producer = Producer(channel)
             if self.broker_url.startswith(("redis://", "rediss://")):
                 self._run_redis(idle_exit)
             else:
@@ -310,16 +314,14 @@ class ResultApplier:
             self.observer.dead_letter()
         log.error("dead letter: %s", reason[:500])
         raw = body if isinstance(body, bytes) else str(body).encode()
-        queue = make_queue(DEAD_LETTER_QUEUE)
         assert self._dead_producer is not None
         letter = DeadLetter(
             reason=reason, body=raw.decode("utf-8", "replace"), at=datetime.now(UTC), applier=socket.gethostname()
         )
         self._dead_producer.publish(
             letter.model_dump(mode="json"),
-            exchange=queue.exchange,
+            exchange="",  # the default exchange: straight to the queue of that name, declared in run()
             routing_key=DEAD_LETTER_QUEUE,
             serializer="json",
-            declare=[queue],
             delivery_mode=2,
         )

@@ -80,13 +80,9 @@ def peek(broker_url: str, transport_options: dict[str, Any], limit: int) -> Dead
         return DeadLetters([DeadLetter.of(message_body(raw)) for raw in reversed(raws)], total)
     if broker_url.startswith("filesystem://"):
         return _peek_folder(Path(transport_options["data_folder_in"]), limit)
-    letters: list[DeadLetter] = []
-    with _connection(broker_url, transport_options) as conn:
-        queue = make_queue(DEAD_LETTER_QUEUE)(conn.default_channel)
-        total = int(queue.queue_declare(passive=True).message_count)
+    with _dead_letter_queue(broker_url, transport_options) as (_, queue, total):
         # Delivered and never acknowledged: the broker takes them back when the channel closes.
-        for message in _messages(queue, limit):
-            letters.append(DeadLetter.of(message.body))
+        letters = [DeadLetter.of(message.body) for message in _messages(queue, min(limit, total))]
     return DeadLetters(letters, total)
 
 
@@ -99,11 +95,10 @@ def requeue(broker_url: str, transport_options: dict[str, Any], limit: int | Non
     """
     done = 0
     results = make_queue(RESULTS_QUEUE)
-    with _connection(broker_url, transport_options) as conn:
-        queue = make_queue(DEAD_LETTER_QUEUE)(conn.default_channel)
-        queue.declare()
+    with _dead_letter_queue(broker_url, transport_options) as (conn, queue, total):
         producer = conn.Producer()
-        for message in _messages(queue, limit):
+        # Only the letters there now: one the applier rejects again while this runs stays for later.
+        for message in _messages(queue, total if limit is None else min(limit, total)):
             producer.publish(
                 DeadLetter.of(message.body).body,
                 exchange="",
@@ -122,27 +117,27 @@ def requeue(broker_url: str, transport_options: dict[str, Any], limit: int | Non
 def purge(broker_url: str, transport_options: dict[str, Any], limit: int | None = None) -> int:
     """Drop up to ``limit`` (default: all) dead letters, oldest first; return how many."""
     done = 0
-    with _connection(broker_url, transport_options) as conn:
-        queue = make_queue(DEAD_LETTER_QUEUE)(conn.default_channel)
-        queue.declare()
-        for message in _messages(queue, limit):
+    with _dead_letter_queue(broker_url, transport_options) as (_, queue, total):
+        for message in _messages(queue, total if limit is None else min(limit, total)):
             message.ack()
             done += 1
     return done
 
 
 @contextmanager
-def _connection(broker_url: str, transport_options: dict[str, Any]) -> Iterator[Connection]:
+def _dead_letter_queue(broker_url: str, transport_options: dict[str, Any]) -> Iterator[tuple[Connection, Any, int]]:
+    """A connection, the dead-letter queue bound to it (declared, as the applier declares it), and its length."""
     transport = broker_transport(broker_url)
     with Connection(broker_url, transport=transport, transport_options=transport_options) as conn:
         conn.ensure_connection(max_retries=3)
-        yield conn
+        queue = make_queue(DEAD_LETTER_QUEUE)(conn.default_channel)
+        yield conn, queue, int(queue.queue_declare().message_count)
 
 
-def _messages(queue: Any, limit: int | None) -> Iterator[Message]:
+def _messages(queue: Any, limit: int) -> Iterator[Message]:
     """Deliver up to ``limit`` messages of ``queue`` (oldest first), unacknowledged, until it is empty."""
     taken = 0
-    while limit is None or taken < limit:
+    while taken < limit:
         message = queue.get(no_ack=False)
         if message is None:
             return

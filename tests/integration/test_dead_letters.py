@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -28,7 +30,7 @@ from common.store import Store, TaskRecord
 from common.store.leases import claim_tasks
 from common.workflow import load_workflow
 from producer.apply import ResultApplier
-from producer.dead_letters import DeadLetter, peek, purge, requeue, summary
+from producer.dead_letters import DeadLetter, DeadLetters, peek, purge, requeue, summary
 from producer.inflight import make_ledger
 from tests.helpers import batch_header, make_units
 from tests.integration.pipeline_env import WORKFLOW, free_redis_db
@@ -152,3 +154,38 @@ def test_a_message_no_applier_wrote_is_listed_whole(env: Env) -> None:
 
     # Then it is shown as not written by an applier, its whole text kept as the body
     assert letter.body == "left here by hand" and "not a dead-letter record" in letter.reason
+
+
+def test_nothing_to_list_send_again_or_drop(env: Env) -> None:
+    # Given a broker on which no applier has rejected anything (on RabbitMQ, no queue yet)
+    # When the dead letters are listed, sent again and purged
+    # Then each finds none
+    assert peek(env.url, env.options, 10) == DeadLetters([], 0)
+    assert (requeue(env.url, env.options), purge(env.url, env.options)) == (0, 0)
+
+
+def test_a_requeue_takes_only_the_letters_there_when_it_starts(env: Env) -> None:
+    # Given 100 malformed messages kept as dead letters, and an applier running meanwhile,
+    # which rejects each of them again as soon as it comes back
+    for n in range(100):
+        letter = DeadLetter(reason="not a valid results message", body=f"{{bad {n}", at=datetime.now(UTC))
+        env.publish(DEAD_LETTER_QUEUE, letter.model_dump(mode="json"), serializer="json")
+    applier = ResultApplier(env.store, env.url, env.options, make_ledger(env.url, env.home), num_retries=0)
+    thread = threading.Thread(target=applier.run, daemon=True)
+    thread.start()
+    try:
+        # When they are all sent to the applier again
+        sent = requeue(env.url, env.options)
+        deadline = time.monotonic() + 20
+        while applier.stats.dead_letters < 100 and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        applier.stop.set()
+        thread.join(10)
+
+    # Then the requeue sent each once and stopped, though rejected ones came back while it ran
+    assert sent == 100
+    assert applier.stats.dead_letters == 100
+    assert sorted(letter.body for letter in peek(env.url, env.options, 200).letters) == sorted(
+        f"{{bad {n}" for n in range(100)
+    )
