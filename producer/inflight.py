@@ -13,6 +13,7 @@ processes, so the ledger lives beside the broker:
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from pathlib import Path
@@ -22,6 +23,8 @@ if TYPE_CHECKING:
     from redis.client import Pipeline
 
 __all__ = ["FileLedger", "Ledger", "RedisLedger", "make_ledger"]
+
+log = logging.getLogger("annoflow.producer")
 
 KEY_PREFIX = "annoflow:inflight"
 
@@ -133,7 +136,20 @@ class FileLedger:
 
 
 def make_ledger(broker_url: str, home: Path) -> Ledger:
-    """The ledger that goes with a broker URL."""
+    """The ledger that goes with a broker URL.
+
+    Any broker but Redis keeps it in files under ``home``: the producer and the
+    applier then have to share that folder (one host). Elsewhere the producer
+    would count every batch in flight until its lease deadline.
+    """
     if broker_url.startswith(("redis://", "rediss://")):
         return RedisLedger(broker_url)
-    return FileLedger(Path(home) / "inflight")
+    folder = Path(home) / "inflight"
+    if not broker_url.startswith("filesystem://"):
+        log.warning(
+            "broker %s: the in-flight ledger is kept in %s, so the producer and the result applier must "
+            "run on one host with the same ANNOFLOW_HOME; use a redis:// broker to run them apart",
+            broker_url.split("@")[-1],
+            folder,
+        )
+    return FileLedger(folder)
