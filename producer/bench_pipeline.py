@@ -208,6 +208,10 @@ def run_bench(
                 str(batch_size),
                 "--max-in-flight",
                 str(in_flight),
+                # Keep polling once drained instead of exiting: the benchmark stops it, after the
+                # last memory sample (a producer gone by then would read as 0 MB).
+                "--refresh-every",
+                "3600",
             ],
             env,
             tmp / "producer.log",
