@@ -28,6 +28,11 @@ def test_demo_routes_every_image_and_its_next_steps_run(tmp_path: Path) -> None:
     # Then it succeeds and no task is left in an agent stage
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert "where every task ended" in done.stdout
+    # and a progress bar per agent stage counted its tasks (all 6 triaged; those with blobs go on to be found)
+    bars = {
+        line.split("━")[0].strip(): line.replace("━", " ").split() for line in done.stdout.splitlines() if "━" in line
+    }
+    assert bars["Triage"][1] == "6/6" and bars["Find blobs"][2].split("/")[0] == bars["Find blobs"][2].split("/")[1]
     assert "failed 0, stale 0, dead letters 0" in done.stdout
     agent_rows = [line.split("│") for line in done.stdout.splitlines() if line.startswith(("│ Triage", "│ Find blobs"))]
     assert [(row[1].strip(), row[3].strip()) for row in agent_rows] == [("Triage", "0"), ("Find blobs", "0")]
