@@ -28,10 +28,12 @@ from typing import Any
 
 import redis
 from kombu.connection import Connection
+from kombu.exceptions import OperationalError
 from kombu.message import Message
 from pydantic import BaseModel, ValidationError
 
 from common.celery_app import DEAD_LETTER_QUEUE, RESULTS_QUEUE, broker_transport, make_queue
+from common.errors import TransientError
 from common.redis_transport import message_body
 
 __all__ = ["DeadLetter", "DeadLetters", "peek", "purge", "requeue", "summary"]
@@ -68,13 +70,19 @@ class DeadLetters:
 
 
 def peek(broker_url: str, transport_options: dict[str, Any], limit: int) -> DeadLetters:
-    """The oldest ``limit`` dead letters (oldest first) and how many wait, leaving every one in place."""
+    """The oldest ``limit`` dead letters (oldest first) and how many wait, leaving every one in place.
+
+    Raises:
+        TransientError: the broker did not answer.
+    """
     if broker_url.startswith(("redis://", "rediss://")):
-        client = redis.Redis.from_url(broker_url)
+        client = redis.Redis.from_url(broker_url, socket_connect_timeout=5, socket_timeout=30)
         try:
             # kombu pushes on the left and takes from the right: the oldest are at the right end.
             raws: list[bytes] = client.lrange(DEAD_LETTER_QUEUE, -limit, -1) if limit > 0 else []  # type: ignore[assignment]
             total = int(client.llen(DEAD_LETTER_QUEUE))
+        except redis.RedisError as e:
+            raise _unreachable(broker_url, e) from e
         finally:
             client.close()
         return DeadLetters([DeadLetter.of(message_body(raw)) for raw in reversed(raws)], total)
@@ -92,6 +100,9 @@ def requeue(broker_url: str, transport_options: dict[str, Any], limit: int | Non
     Each is acknowledged only after its message is published: should this stop
     in between, the letter stays and its message may be applied twice, which the
     leases make harmless (the second is dropped as stale).
+
+    Raises:
+        TransientError: the broker did not answer.
     """
     done = 0
     results = make_queue(RESULTS_QUEUE)
@@ -115,7 +126,11 @@ def requeue(broker_url: str, transport_options: dict[str, Any], limit: int | Non
 
 
 def purge(broker_url: str, transport_options: dict[str, Any], limit: int | None = None) -> int:
-    """Drop up to ``limit`` (default: all) dead letters, oldest first; return how many."""
+    """Drop up to ``limit`` (default: all) dead letters, oldest first; return how many.
+
+    Raises:
+        TransientError: the broker did not answer.
+    """
     done = 0
     with _dead_letter_queue(broker_url, transport_options) as (_, queue, total):
         for message in _messages(queue, total if limit is None else min(limit, total)):
@@ -129,9 +144,18 @@ def _dead_letter_queue(broker_url: str, transport_options: dict[str, Any]) -> It
     """A connection, the dead-letter queue bound to it (declared, as the applier declares it), and its length."""
     transport = broker_transport(broker_url)
     with Connection(broker_url, transport=transport, transport_options=transport_options) as conn:
-        conn.ensure_connection(max_retries=3)
-        queue = make_queue(DEAD_LETTER_QUEUE)(conn.default_channel)
-        yield conn, queue, int(queue.queue_declare().message_count)
+        try:
+            conn.ensure_connection(max_retries=2, interval_start=0.5, interval_step=0.5, interval_max=1)
+            queue = make_queue(DEAD_LETTER_QUEUE)(conn.default_channel)
+            yield conn, queue, int(queue.queue_declare().message_count)
+        except (OperationalError, OSError) as e:  # also while the caller takes and publishes
+            raise _unreachable(broker_url, e) from e
+
+
+def _unreachable(broker_url: str, e: Exception) -> TransientError:
+    # as_uri() hides the password.
+    where = Connection(broker_url).as_uri()
+    return TransientError(f"broker unreachable at {where}: {e}; check ANNOFLOW_BROKER_URL and that the broker runs")
 
 
 def _messages(queue: Any, limit: int) -> Iterator[Message]:

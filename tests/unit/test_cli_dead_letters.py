@@ -71,3 +71,20 @@ def test_listing_and_purging_dead_letters(home: Path) -> None:
     # When the oldest is purged, then only the other is left
     assert "dropped 1" in _run("purge", "--limit", "1", "--yes").stdout
     assert [row["body"] for row in json.loads(_run("list", "--json").stdout)["letters"]] == ["{not json"]
+
+
+@pytest.mark.parametrize("command", [["list"], ["requeue"], ["purge", "--yes"]])
+def test_an_unreachable_broker_is_one_line_that_says_where(
+    home: Path, monkeypatch: pytest.MonkeyPatch, command: list[str]
+) -> None:
+    # Given a broker URL where nothing listens (with a password in it)
+    monkeypatch.setenv("ANNOFLOW_BROKER_URL", "redis://user:s3cret@127.0.0.1:1/0")
+    cli.settings.cache_clear()
+
+    # When a dead-letters command runs
+    result = _run(*command, code=1)
+
+    # Then it says which broker did not answer, without the password or a traceback
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith("error: broker unreachable at redis://user:**@127.0.0.1:1/0")
+    assert "s3cret" not in result.output and "Traceback" not in result.output
