@@ -42,6 +42,7 @@ from common.store.apply import apply_results
 from producer.apply_stats import ApplierStats
 from producer.dead_letters import DeadLetter
 from producer.inflight import Ledger, RedisLedger
+from producer.outages import BROKER_ERRORS, Backoff
 from producer.redis_results import ResultReader
 
 if TYPE_CHECKING:
@@ -109,18 +110,28 @@ class ResultApplier:
         self._dead_producer: Producer | None = None
 
     def run(self, idle_exit: Callable[[], bool] | None = None) -> ApplierStats:
-        """Apply messages until :attr:`stop` is set (or ``idle_exit()`` says so while the queue is quiet)."""
+        """Apply messages until :attr:`stop` is set (or ``idle_exit()`` says so while the queue is quiet).
+
+        A broker that does not answer, at start or later, is waited out (:mod:`producer.outages`).
+        """
         transport = broker_transport(self.broker_url)
-        with Connection(self.broker_url, transport=transport, transport_options=self.transport_options) as conn:
-            channel = conn.channel()
-            # Declared here, once: a declaration waits for the broker's answer, and on AMQP a wait
-            # inside a delivery's callback can take the next delivery and never see its answer.
-            make_queue(DEAD_LETTER_QUEUE)(channel).declare()
-            self._dead_producer = Producer(channel)
-            if self.broker_url.startswith(("redis://", "rediss://")):
-                self._run_redis(idle_exit)
-            else:
-                self._run_kombu(conn, idle_exit)
+        backoff = Backoff(self.stop, log)
+        while not self.stop.is_set():
+            try:
+                with Connection(self.broker_url, transport=transport, transport_options=self.transport_options) as conn:
+                    channel = conn.channel()
+                    # Declared here, once: a declaration waits for the broker's answer, and on AMQP a wait
+                    # inside a delivery's callback can take the next delivery and never see its answer.
+                    make_queue(DEAD_LETTER_QUEUE)(channel).declare()
+                    self._dead_producer = Producer(channel)
+                    backoff.reset()
+                    if self.broker_url.startswith(("redis://", "rediss://")):
+                        self._run_redis(idle_exit)
+                    else:
+                        self._run_kombu(conn, idle_exit)
+                break
+            except BROKER_ERRORS as e:
+                backoff.wait(e)
         if self.observer is not None:
             self.observer.flush()
         return self.stats

@@ -37,6 +37,7 @@ from common.store.records import ProjectRecord
 from common.store.schema import tasks
 from common.workflow import Stage, Workflow
 from producer.inflight import Ledger
+from producer.outages import OUTAGES, Backoff
 from producer.publish import BatchPublisher
 
 if TYPE_CHECKING:
@@ -168,20 +169,33 @@ class Producer:
         return int(done.rowcount)
 
     def run(self) -> ProduceStats:
-        """Feed the queues until drained (no ``refresh_every``) or until :attr:`stop` is set."""
-        self.release_holds()
+        """Feed the queues until drained (no ``refresh_every``) or until :attr:`stop` is set.
+
+        While the broker or the store does not answer (at start, or for a while
+        during the run), it waits and tries again (:mod:`producer.outages`).
+        """
+        holds_released = False
         last_refresh = time.monotonic()
+        backoff = Backoff(self.stop, log)
         with self.app.producer_or_acquire() as publisher:
             while not self.stop.is_set():
-                published = sum(self._fill(plan, publisher) for plan in self.plans)
-                if published:
-                    continue
-                if self.refresh_every is None and self._drained():
-                    break
-                timeout = 0.5 if self.refresh_every is None else self.refresh_every - (time.monotonic() - last_refresh)
-                self._wait_for_room(max(timeout, _POLL_S))
-                if self.refresh_every is not None and time.monotonic() - last_refresh >= self.refresh_every:
-                    last_refresh = time.monotonic()
+                try:
+                    if not holds_released:
+                        self.release_holds()
+                        holds_released = True
+                    if sum(self._fill(plan, publisher) for plan in self.plans):
+                        backoff.reset()
+                        continue
+                    if self.refresh_every is None and self._drained():
+                        break
+                    elapsed = time.monotonic() - last_refresh
+                    timeout = 0.5 if self.refresh_every is None else self.refresh_every - elapsed
+                    self._wait_for_room(max(timeout, _POLL_S))
+                    if self.refresh_every is not None and time.monotonic() - last_refresh >= self.refresh_every:
+                        last_refresh = time.monotonic()
+                    backoff.reset()
+                except OUTAGES as e:
+                    backoff.wait(e)
         return self.stats
 
     def _fill(self, plan: StagePlan, publisher: Any) -> int:
