@@ -10,6 +10,7 @@ from sqlalchemy.exc import OperationalError
 from common.errors import TransientError
 from common.store.engine import make_engine, migrate
 from producer.cli import app, console, settings
+from producer.outages import broker_unreachable
 
 db_app = typer.Typer(help="The store's schema.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
@@ -45,7 +46,6 @@ def health(
             with Connection(s.broker_url, connect_timeout=timeout) as conn:
                 conn.ensure_connection(max_retries=1, timeout=timeout)
         except Exception as e:  # kombu raises transport-specific errors
-            # as_uri() masks the password: health output ends up in `docker inspect`.
-            where = Connection(s.broker_url).as_uri()
-            raise TransientError(f"broker unreachable at {where}: {e}") from e
+            # The password stays masked: health output ends up in `docker inspect`.
+            raise broker_unreachable(s.broker_url, e) from e
     console.print("ok")

@@ -33,8 +33,8 @@ from kombu.message import Message
 from pydantic import BaseModel, ValidationError
 
 from common.celery_app import DEAD_LETTER_QUEUE, RESULTS_QUEUE, broker_transport, make_queue
-from common.errors import TransientError
 from common.redis_transport import message_body
+from producer.outages import broker_unreachable
 
 __all__ = ["DeadLetter", "DeadLetters", "peek", "purge", "requeue", "summary"]
 
@@ -82,7 +82,7 @@ def peek(broker_url: str, transport_options: dict[str, Any], limit: int) -> Dead
             raws: list[bytes] = client.lrange(DEAD_LETTER_QUEUE, -limit, -1) if limit > 0 else []  # type: ignore[assignment]
             total = int(client.llen(DEAD_LETTER_QUEUE))
         except redis.RedisError as e:
-            raise _unreachable(broker_url, e) from e
+            raise broker_unreachable(broker_url, e) from e
         finally:
             client.close()
         return DeadLetters([DeadLetter.of(message_body(raw)) for raw in reversed(raws)], total)
@@ -149,13 +149,7 @@ def _dead_letter_queue(broker_url: str, transport_options: dict[str, Any]) -> It
             queue = make_queue(DEAD_LETTER_QUEUE)(conn.default_channel)
             yield conn, queue, int(queue.queue_declare().message_count)
         except (OperationalError, OSError) as e:  # also while the caller takes and publishes
-            raise _unreachable(broker_url, e) from e
-
-
-def _unreachable(broker_url: str, e: Exception) -> TransientError:
-    # as_uri() hides the password.
-    where = Connection(broker_url).as_uri()
-    return TransientError(f"broker unreachable at {where}: {e}; check ANNOFLOW_BROKER_URL and that the broker runs")
+            raise broker_unreachable(broker_url, e) from e
 
 
 def _messages(queue: Any, limit: int) -> Iterator[Message]:

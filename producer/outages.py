@@ -13,11 +13,12 @@ import logging
 import threading
 
 import redis
+from kombu.connection import Connection
 from kombu.exceptions import OperationalError
 
 from common.errors import TransientError
 
-__all__ = ["BROKER_ERRORS", "OUTAGES", "Backoff"]
+__all__ = ["BROKER_ERRORS", "OUTAGES", "Backoff", "broker_unreachable"]
 
 # What a broker that does not answer raises, through redis-py (the pipeline's own Redis calls) or kombu.
 BROKER_ERRORS: tuple[type[Exception], ...] = (redis.ConnectionError, redis.TimeoutError, OperationalError)
@@ -44,3 +45,9 @@ class Backoff:
     def reset(self) -> None:
         """The last try worked: the next outage starts again from the shortest wait."""
         self.tries = 0
+
+
+def broker_unreachable(broker_url: str, error: Exception) -> TransientError:
+    """The error for a broker that did not answer: where it was (password hidden), why, and what to check."""
+    where = Connection(broker_url).as_uri()  # as_uri() masks the password
+    return TransientError(f"broker unreachable at {where}: {error}; check ANNOFLOW_BROKER_URL and that the broker runs")

@@ -88,3 +88,17 @@ def test_an_unreachable_broker_is_one_line_that_says_where(
     (line,) = result.stderr.strip().splitlines()
     assert line.startswith("error: broker unreachable at redis://user:**@127.0.0.1:1/0")
     assert "s3cret" not in result.output and "Traceback" not in result.output
+
+
+def test_health_names_an_unreachable_broker_the_same_way(home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Given the same unreachable broker
+    monkeypatch.setenv("ANNOFLOW_BROKER_URL", "redis://user:s3cret@127.0.0.1:1/0")
+    cli.settings.cache_clear()
+
+    # When the container health check runs (without the store)
+    result = CliRunner().invoke(cli.app, ["health", "--no-store", "--timeout", "1"])
+
+    # Then it fails with the one line the other commands give, password hidden
+    assert result.exit_code == 1
+    assert result.stderr.strip().startswith("error: broker unreachable at redis://user:**@127.0.0.1:1/0")
+    assert "s3cret" not in result.output
