@@ -183,8 +183,9 @@ class Producer:
                     if not holds_released:
                         self.release_holds()
                         holds_released = True
-                    if sum(self._fill(plan, publisher) for plan in self.plans):
-                        backoff.reset()
+                    published = sum(self._fill(plan, publisher) for plan in self.plans)
+                    backoff.reset()  # the broker and the store answered
+                    if published:
                         continue
                     if self.refresh_every is None and self._drained():
                         break
@@ -193,7 +194,6 @@ class Producer:
                     self._wait_for_room(max(timeout, _POLL_S))
                     if self.refresh_every is not None and time.monotonic() - last_refresh >= self.refresh_every:
                         last_refresh = time.monotonic()
-                    backoff.reset()
                 except OUTAGES as e:
                     backoff.wait(e)
         return self.stats
