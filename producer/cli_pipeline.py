@@ -109,7 +109,7 @@ def produce(
     producer = Producer(
         store,
         make_celery_app(s, pipeline),
-        make_ledger(broker_url(s), s.home),
+        make_ledger(broker_url(s), s.home, store),
         record,
         plans,
         batch_size=task_batch_size,
@@ -160,11 +160,12 @@ def apply(
     _logging()
     s, pipeline = settings(), PipelineSettings()
     url = broker_url(s)
+    store = open_store()
     applier = ResultApplier(
-        open_store(),
+        store,
         url,
         transport_options(s, pipeline),
-        make_ledger(url, s.home),
+        make_ledger(url, s.home, store),
         num_retries=num_retries,
         backoff_s=backoff,
         hold_s=hold_seconds,

@@ -131,7 +131,7 @@ def run_embedded(
     queue_project = getattr(runner, "project", None) or project.name
     app = make_celery_app(settings, pipeline)
     url = broker_url(settings)
-    ledger = make_ledger(url, settings.home)
+    ledger = make_ledger(url, settings.home, store)
     producer = Producer(
         store,
         app,

@@ -9,22 +9,29 @@ processes, so the ledger lives beside the broker:
 * Redis broker: one sorted set per stage (member batch id, score deadline).
 * Embedded broker: one empty file per batch under ``<home>/inflight/``, its
   modification time set to the deadline.
+* Any other broker (RabbitMQ): one row per batch in the store's
+  ``inflight_batches`` table, so a producer and an applier on different hosts
+  share it through the store they both use.
 """
 
 from __future__ import annotations
 
-import logging
 import os
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
+
+from sqlalchemy import ColumnElement, delete, func, insert, select
+
+from common.store.schema import inflight_batches
 
 if TYPE_CHECKING:
     from redis.client import Pipeline
 
-__all__ = ["FileLedger", "Ledger", "RedisLedger", "make_ledger"]
+    from common.store import Store
 
-log = logging.getLogger("annoflow.producer")
+__all__ = ["FileLedger", "Ledger", "RedisLedger", "StoreLedger", "make_ledger"]
 
 KEY_PREFIX = "annoflow:inflight"
 
@@ -135,21 +142,57 @@ class FileLedger:
         return live
 
 
-def make_ledger(broker_url: str, home: Path) -> Ledger:
-    """The ledger that goes with a broker URL.
+class StoreLedger:
+    """The ledger in the store's ``inflight_batches`` table (brokers that cannot hold it).
 
-    Any broker but Redis keeps it in files under ``home``: the producer and the
-    applier then have to share that folder (one host). Elsewhere the producer
-    would count every batch in flight until its lease deadline.
+    Counting reads; expired rows are deleted when the producer next adds batches
+    of that stage, so a poll never takes the store's write lock.
     """
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    def add(self, project_id: str, stage_uuid: str, batch_id: str, deadline: float) -> None:
+        self.add_many(project_id, stage_uuid, [batch_id], deadline)
+
+    def add_many(self, project_id: str, stage_uuid: str, batch_ids: list[str], deadline: float) -> None:
+        if not batch_ids:
+            return
+        at = datetime.fromtimestamp(deadline, UTC)
+        rows = [{"batch_id": b, "project_id": project_id, "stage_uuid": stage_uuid, "deadline": at} for b in batch_ids]
+        with self.store.write() as conn:
+            conn.execute(delete(inflight_batches).where(*self._stage(project_id, stage_uuid), self._expired()))
+            conn.execute(insert(inflight_batches), rows)
+
+    def remove(self, project_id: str, stage_uuid: str, batch_id: str) -> None:
+        self.remove_many([(project_id, stage_uuid, batch_id)])
+
+    def remove_many(self, batches: list[tuple[str, str, str]]) -> None:
+        if not batches:
+            return
+        with self.store.write() as conn:
+            conn.execute(delete(inflight_batches).where(inflight_batches.c.batch_id.in_([b for *_, b in batches])))
+
+    def count(self, project_id: str, stage_uuid: str) -> int:
+        with self.store.read() as conn:
+            live = select(func.count()).where(*self._stage(project_id, stage_uuid), ~self._expired())
+            return int(conn.execute(live).scalar_one())
+
+    @staticmethod
+    def _stage(project_id: str, stage_uuid: str) -> tuple[ColumnElement[bool], ColumnElement[bool]]:
+        return inflight_batches.c.project_id == project_id, inflight_batches.c.stage_uuid == stage_uuid
+
+    @staticmethod
+    def _expired() -> ColumnElement[bool]:
+        return inflight_batches.c.deadline <= datetime.now(UTC)
+
+
+def make_ledger(broker_url: str, home: Path, store: Store) -> Ledger:
+    """The ledger that goes with a broker URL: in Redis, in files under ``home`` (the
+    embedded broker), or in the store (any other broker), so that the producer and
+    the applier share it wherever each runs."""
     if broker_url.startswith(("redis://", "rediss://")):
         return RedisLedger(broker_url)
-    folder = Path(home) / "inflight"
-    if not broker_url.startswith("filesystem://"):
-        log.warning(
-            "broker %s: the in-flight ledger is kept in %s, so the producer and the result applier must "
-            "run on one host with the same ANNOFLOW_HOME; use a redis:// broker to run them apart",
-            broker_url.split("@")[-1],
-            folder,
-        )
-    return FileLedger(folder)
+    if broker_url.startswith("filesystem://"):
+        return FileLedger(Path(home) / "inflight")
+    return StoreLedger(store)

@@ -22,6 +22,7 @@ __all__ = [
     "data_units",
     "datasets",
     "events",
+    "inflight_batches",
     "label_blobs",
     "label_rows",
     "lineage_edges",
@@ -195,6 +196,18 @@ events = Table(
     Column("detail", JSON),
     Index("ix_events_task", "task_uuid", "id"),
     Index("ix_events_project", "project_id", "id"),
+)
+
+# The queue pipeline's in-flight ledger when the broker cannot hold it (RabbitMQ and the
+# like): one row per published batch not yet applied, until its lease deadline passes.
+inflight_batches = Table(
+    "inflight_batches",
+    metadata,
+    Column("batch_id", String(64), primary_key=True),
+    Column("project_id", UUID, nullable=False),
+    Column("stage_uuid", UUID, nullable=False),
+    Column("deadline", DateTime(timezone=True), nullable=False),
+    Index("ix_inflight_batches_stage", "project_id", "stage_uuid", "deadline"),
 )
 
 runs = Table(

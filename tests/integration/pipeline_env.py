@@ -105,7 +105,7 @@ class Pipeline:
         producer = Producer(
             self.store,
             make_celery_app(self.settings, self.pipeline),
-            make_ledger(self.redis_url, self.tmp),
+            make_ledger(self.redis_url, self.tmp, self.store),
             self.project,
             plans,
             **kw,  # type: ignore[arg-type]
@@ -118,7 +118,7 @@ class Pipeline:
             self.store,
             self.redis_url,
             transport_options(self.settings, self.pipeline),
-            make_ledger(self.redis_url, self.tmp),
+            make_ledger(self.redis_url, self.tmp, self.store),
             **kw,  # type: ignore[arg-type]
         )
         self.loops.append(applier)

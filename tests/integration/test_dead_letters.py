@@ -55,7 +55,9 @@ class Env:
 
     def apply_all(self, messages: int) -> ResultApplier:
         """Run a real applier until it has read ``messages`` messages and the queue is quiet."""
-        applier = ResultApplier(self.store, self.url, self.options, make_ledger(self.url, self.home), num_retries=0)
+        applier = ResultApplier(
+            self.store, self.url, self.options, make_ledger(self.url, self.home, self.store), num_retries=0
+        )
         applier.run(idle_exit=lambda: applier.stats.messages >= messages)
         return applier
 
@@ -170,7 +172,7 @@ def test_a_requeue_takes_only_the_letters_there_when_it_starts(env: Env) -> None
     for n in range(100):
         letter = DeadLetter(reason="not a valid results message", body=f"{{bad {n}", at=datetime.now(UTC))
         env.publish(DEAD_LETTER_QUEUE, letter.model_dump(mode="json"), serializer="json")
-    applier = ResultApplier(env.store, env.url, env.options, make_ledger(env.url, env.home), num_retries=0)
+    applier = ResultApplier(env.store, env.url, env.options, make_ledger(env.url, env.home, env.store), num_retries=0)
     thread = threading.Thread(target=applier.run, daemon=True)
     thread.start()
     try:

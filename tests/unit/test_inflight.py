@@ -1,42 +1,52 @@
-"""The in-flight ledger in files (the embedded broker's, and any broker but Redis): counting, expiry, the warning."""
+"""The in-flight ledger in files (the embedded broker's) and in the store (other brokers): counting, expiry."""
 
 from __future__ import annotations
 
-import logging
 import time
 from pathlib import Path
 
-import pytest
+from common.store import Store
+from producer.inflight import FileLedger, Ledger, RedisLedger, StoreLedger, make_ledger
 
-from producer.inflight import FileLedger, make_ledger
 
-
-def test_file_ledger_counts_live_batches_and_forgets_expired_ones(tmp_path: Path) -> None:
+def _counts_live_batches_and_forgets_expired_ones(ledger: Ledger) -> None:
     # Given three batches in flight, one of them past its deadline
-    ledger = FileLedger(tmp_path / "inflight")
     ledger.add_many("p", "s", ["b1", "b2"], time.time() + 60)
     ledger.add("p", "s", "old", time.time() - 1)
 
     # When one is applied and the stage is counted
     ledger.remove_many([("p", "s", "b1")])
 
-    # Then only the live, unapplied one counts, and the expired one is gone
+    # Then only the live, unapplied one counts; other stages count nothing
     assert ledger.count("p", "s") == 1
-    assert sorted(p.name for p in (tmp_path / "inflight" / "p" / "s").iterdir()) == ["b2"]
     assert ledger.count("p", "other-stage") == 0
+    assert ledger.count("other-project", "s") == 0
 
 
-def test_a_broker_other_than_redis_says_the_ledger_needs_one_host(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
-) -> None:
-    # When the ledger is made for the embedded broker, then for RabbitMQ
-    with caplog.at_level(logging.WARNING, logger="annoflow.producer"):
-        embedded = make_ledger("filesystem://localhost/", tmp_path)
-        quiet = list(caplog.records)
-        amqp = make_ledger("amqp://guest:s3cret@rabbit:5672//", tmp_path)
+def test_file_ledger_counts_live_batches_and_forgets_expired_ones(tmp_path: Path) -> None:
+    _counts_live_batches_and_forgets_expired_ones(FileLedger(tmp_path / "inflight"))
+    # and the expired batch's file is gone
+    assert sorted(p.name for p in (tmp_path / "inflight" / "p" / "s").iterdir()) == ["b2"]
 
-    # Then both keep it in files, and only RabbitMQ's warns, naming the folder and not the password
-    assert isinstance(embedded, FileLedger) and isinstance(amqp, FileLedger) and quiet == []
-    (record,) = caplog.records
-    assert "one host" in record.getMessage() and str(tmp_path / "inflight") in record.getMessage()
-    assert "s3cret" not in record.getMessage()
+
+def test_store_ledger_counts_live_batches_and_forgets_expired_ones(store: Store) -> None:
+    ledger = StoreLedger(store)
+    _counts_live_batches_and_forgets_expired_ones(ledger)
+    # When the producer adds the stage's next batches, the expired row goes
+    ledger.add_many("p", "s", ["b3"], time.time() + 60)
+    assert ledger.count("p", "s") == 2
+    ledger.remove("p", "s", "b2")
+    ledger.remove_many([("p", "s", "b3"), ("p", "s", "never-added")])
+    assert ledger.count("p", "s") == 0
+
+
+def test_each_broker_gets_a_ledger_that_producer_and_applier_share(tmp_path: Path, store: Store) -> None:
+    # When the ledger is made for Redis, the embedded broker and RabbitMQ
+    redis_ledger = make_ledger("redis://127.0.0.1:6379/9", tmp_path, store)
+    embedded = make_ledger("filesystem://localhost/", tmp_path, store)
+    amqp = make_ledger("amqp://guest:guest@rabbit:5672//", tmp_path, store)
+
+    # Then Redis holds its own, the embedded broker's is in files beside it, and RabbitMQ's is in the store
+    assert isinstance(redis_ledger, RedisLedger)
+    assert isinstance(embedded, FileLedger) and embedded.folder == tmp_path / "inflight"
+    assert isinstance(amqp, StoreLedger) and amqp.store is store
