@@ -76,6 +76,7 @@ class Pipeline:
             "ANNOFLOW_BROKER_URL": self.redis_url,
             "ANNOFLOW_HOME": str(self.tmp / "home"),
             "ANNOFLOW_TEST_FIXED": str(self.tmp / "fixed"),
+            "ANNOFLOW_TEST_RUNNING": str(self.tmp / "running"),
             "PYTHONPATH": str(ROOT),
             **extra,
         }
@@ -140,6 +141,15 @@ def kill_group(proc: subprocess.Popen[bytes], sig: int = signal.SIGKILL) -> None
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(5)
+
+
+def a_task_just_started(pipe: Pipeline, within_s: float = 0.1) -> bool:
+    """A ``slow-*`` task began its 0.2 s sleep in a worker less than ``within_s`` ago: its batch is mid-run."""
+    try:
+        ages = [time.time() - p.stat().st_mtime for p in (pipe.tmp / "running").iterdir()]
+    except FileNotFoundError:  # no task has started yet, or the one seen has just finished
+        return False
+    return any(age < within_s for age in ages)
 
 
 @contextmanager

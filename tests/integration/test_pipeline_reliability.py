@@ -16,7 +16,14 @@ from common.batches import INLINE_SPECS_BYTES
 from common.store import Store
 from common.store.leases import FAILED, list_failed
 from tests.conftest import _postgres_store
-from tests.integration.pipeline_env import ROOT, kill_group, pipeline_for, run_in_thread, wait_until
+from tests.integration.pipeline_env import (
+    ROOT,
+    a_task_just_started,
+    kill_group,
+    pipeline_for,
+    run_in_thread,
+    wait_until,
+)
 from tests.servers import POSTGRES_URL, require_redis
 
 pytestmark = pytest.mark.integration
@@ -49,8 +56,9 @@ def test_kill_9_worker_mid_batch_loses_nothing(pg_store: Store, tmp_path: Path, 
         run_in_thread(applier.run)
         producing = run_in_thread(producer.run)
         wait_until(lambda: applier.stats.applied >= 4, 30, f"a first batch; logs:\n{pipe.logs()}")
+        wait_until(lambda: a_task_just_started(pipe), 30, f"a batch mid-run; logs:\n{pipe.logs()}")
 
-        # When the whole worker (parent and pool) is killed with SIGKILL mid-run, and a new one starts
+        # When the whole worker (parent and pool) is killed with SIGKILL mid-batch, and a new one starts
         kill_group(first, signal.SIGKILL)
         pipe.start_worker()
         producing.join(60)
