@@ -57,6 +57,8 @@ log = logging.getLogger("annoflow.applier")
 # A store that is down is retried this many times (doubling the wait) before the
 # message goes back to the queue for a later delivery.
 _STORE_RETRIES = 5
+# Fewer batches in flight than this: the applier does not linger (see ResultApplier._linger).
+_LINGER_IN_FLIGHT = 16
 # Results the Redis path aims to apply per transaction (it takes messages, not results:
 # the next take's size follows the last group's results per message).
 _GROUP_RESULTS = 256
@@ -100,9 +102,10 @@ class ResultApplier:
         self.prefetch = prefetch  # kombu brokers: messages delivered ahead
         self.group = group  # Redis: messages taken (and acknowledged) at once
         # Redis: after a group of fewer than ``group`` results (the queue is trickling:
-        # small batches), wait this long so the next take finds several messages
-        # (one commit and two round trips for all of them).
+        # small batches) while many batches are in flight, wait this long so the next
+        # take finds several messages (one commit and two round trips for all of them).
         self.linger_s = linger_s
+        self._group_stages: set[tuple[str, str]] = set()  # (project, stage) of the last group's batches
         self.on_applied = on_applied
         self.observer = observer  # /metrics: outcomes and apply latency
         self.stats = ApplierStats()
@@ -178,13 +181,24 @@ class ResultApplier:
                     # or a couple of batches of a hundred (memory and lock time stay small).
                     limit = max(1, _GROUP_RESULTS * len(raws) // max(held, 1))
                     if held < self.group:
-                        self.stop.wait(self.linger_s)
+                        self._linger()
                 except (redis.ConnectionError, redis.TimeoutError) as e:
                     log.warning("broker connection trouble (%s); retrying in 1s", e)
                     lost = True
                     self.stop.wait(1.0)
         finally:
             reader.close()
+
+    def _linger(self) -> None:
+        """After a small group, wait ``linger_s`` so the next group (one commit, two round trips)
+        is larger; but not with only a few batches in flight (a small ``--max-in-flight``): the
+        producer is then likely waiting for room, and every millisecond would hold it up.
+        """
+        if not isinstance(self.ledger, RedisLedger):
+            return
+        in_flight = sum(self.ledger.count(project, stage) for project, stage in self._group_stages)
+        if in_flight >= _LINGER_IN_FLIGHT:
+            self.stop.wait(self.linger_s)
 
     def _apply_group(self, reader: ResultReader, raws: list[bytes]) -> int:
         """Apply the messages taken together, acknowledge them in one round trip; return how many results they held."""
@@ -213,6 +227,7 @@ class ResultApplier:
         # and their batches leave the in-flight ledger, in one round trip.
         acked = [v.batch for v in done if v.action == "ack" and v.batch is not None]
         entries = [(b.header.project_id, b.header.stage_uuid, b.header.batch_id) for b in acked]
+        self._group_stages = {(project, stage) for project, stage, _ in entries}
         # A batch that travelled by reference is done with its specs too (common.batches).
         spec_keys = [b.header.specs_key for b in acked if b.header.specs_key]
         ledger = self.ledger

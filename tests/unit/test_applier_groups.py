@@ -17,6 +17,7 @@ from common.store.apply import ApplyOutcome
 from producer import apply as apply_module
 from producer.apply import ResultApplier
 from producer.apply_stats import MemoryApplyStats
+from producer.inflight import RedisLedger
 from tests.helpers import batch_header
 
 POISON = uuid.uuid4()  # a task whose result breaks any transaction it is in
@@ -132,3 +133,28 @@ def test_a_group_goes_back_whole_while_the_store_is_down(monkeypatch: pytest.Mon
     assert reader.requeued == raws
     assert ledger.removed == [] and dead.kept == []
     assert applier.stats.requeued == 2
+
+
+class CountingLedger(RedisLedger):
+    """The Redis ledger's type (the applier lingers only with it), counting from a dict."""
+
+    def __init__(self, in_flight: dict[tuple[str, str], int]) -> None:
+        self.in_flight = in_flight
+
+    def count(self, project_id: str, stage_uuid: str) -> int:
+        return self.in_flight.get((project_id, stage_uuid), 0)
+
+
+@pytest.mark.parametrize(("in_flight", "waits"), [(15, []), (16, [0.03]), (150, [0.03])])
+def test_the_applier_lingers_only_with_many_batches_in_flight(in_flight: int, waits: list[float]) -> None:
+    # Given an applier that just applied a small group of one stage's batches, `in_flight` of them left
+    applier = ResultApplier(None, "redis://127.0.0.1:6379/0", {}, CountingLedger({("p", "s"): in_flight}))  # type: ignore[arg-type]
+    applier._group_stages = {("p", "s")}
+    slept: list[float] = []
+    applier.stop.wait = lambda timeout=None: bool(slept.append(float(timeout or 0)))  # type: ignore[method-assign]
+
+    # When it decides whether to wait for more messages before the next take
+    applier._linger()
+
+    # Then it waits only when enough are in flight: with few, the producer is waiting for room
+    assert slept == waits
