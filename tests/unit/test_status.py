@@ -245,8 +245,13 @@ def test_cli_status_watch_refreshes_until_interrupted(cli_store: Store, tmp_path
         deadline = time.monotonic() + 30
         while b"".join(chunks).count(b"stages of pipe") < 3 and time.monotonic() < deadline:
             time.sleep(0.1)
+        drawn = b"".join(chunks).decode(errors="replace")
+        assert drawn.count("stages of pipe") >= 3, f"fewer than 3 views in 30 s:\n{drawn[-3000:]}"
         proc.send_signal(signal.SIGINT)
-        proc.wait(timeout=10)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"still running 30 s after Ctrl-C; its output:\n{drawn[-3000:]}")
         reader.join(5)
     finally:
         proc.kill()
