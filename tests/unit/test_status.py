@@ -230,9 +230,16 @@ def test_cli_status_watch_refreshes_until_interrupted(cli_store: Store, tmp_path
         "COLUMNS": "160",
         "TTY_INTERACTIVE": "1",
         "TTY_COMPATIBLE": "1",
+        "PYTHONFAULTHANDLER": "1",  # SIGABRT makes it print every thread's stack: what it waits on, if it hangs
     }
+    # Started in the background by a script (`pytest &`), this test process ignores SIGINT, and a
+    # child would inherit that: give it back Python's Ctrl-C handler, as a terminal's shell would.
+    ctrl_c = (
+        "import runpy, signal; signal.signal(signal.SIGINT, signal.default_int_handler); "
+        "runpy.run_module('producer', run_name='__main__', alter_sys=True)"
+    )
     proc = subprocess.Popen(
-        [sys.executable, "-m", "producer", "status", "--watch", "--interval", "0.2"],
+        [sys.executable, "-c", ctrl_c, "status", "--watch", "--interval", "0.2"],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -251,7 +258,12 @@ def test_cli_status_watch_refreshes_until_interrupted(cli_store: Store, tmp_path
         try:
             proc.wait(timeout=30)
         except subprocess.TimeoutExpired:
-            pytest.fail(f"still running 30 s after Ctrl-C; its output:\n{drawn[-3000:]}")
+            masks = [ln for ln in Path(f"/proc/{proc.pid}/status").read_text().splitlines() if ln.startswith("Sig")]
+            proc.send_signal(signal.SIGABRT)
+            proc.wait(timeout=10)
+            reader.join(5)
+            out = b"".join(chunks).decode(errors="replace")
+            pytest.fail(f"still running 30 s after Ctrl-C ({masks}); its last output and stacks:\n{out[-6000:]}")
         reader.join(5)
     finally:
         proc.kill()
