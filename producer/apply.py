@@ -288,7 +288,10 @@ class ResultApplier:
             assert verdict.batch is not None
             message.ack()
             header = verdict.batch.header
-            self.ledger.remove(header.project_id, header.stage_uuid, header.batch_id)
+            try:
+                self.ledger.remove(header.project_id, header.stage_uuid, header.batch_id)
+            except TransientError as e:  # the ledger in the store (RabbitMQ), unreachable just now
+                log.warning("batch %s stays counted in flight until its lease deadline: %s", header.batch_id, e)
             if self.on_applied is not None:
                 self.on_applied(verdict.batch)
 

@@ -158,3 +158,34 @@ def test_the_applier_lingers_only_with_many_batches_in_flight(in_flight: int, wa
 
     # Then it waits only when enough are in flight: with few, the producer is waiting for room
     assert slept == waits
+
+
+class FakeMessage:
+    def __init__(self, body: bytes) -> None:
+        self.body = body
+        self.acked = False
+
+    def ack(self) -> None:
+        self.acked = True
+
+
+class UnreachableLedger(FakeLedger):
+    def remove(self, project_id: str, stage_uuid: str, batch_id: str) -> None:
+        raise TransientError("the store at postgresql://db/annoflow is unavailable")
+
+
+def test_a_ledger_out_of_reach_after_the_commit_does_not_stop_the_applier(transactions: list[int]) -> None:
+    # Given an applier on a kombu broker whose in-flight ledger (in the store) cannot be reached
+    applier = ResultApplier(None, "amqp://guest:guest@127.0.0.1:5672//", {}, UnreachableLedger())  # type: ignore[arg-type]
+    applied: list[str] = []
+    applier.on_applied = lambda batch: applied.append(batch.header.batch_id)
+    body = ResultBatch(
+        header=batch_header("b1"), results=[TaskCompletionResult(task_uuid=uuid.uuid4(), success=True)]
+    ).model_dump_json()
+    message = FakeMessage(body.encode())
+
+    # When a results message is delivered and applied
+    applier._on_message(message)  # type: ignore[arg-type]
+
+    # Then it was committed and acknowledged, and the applier goes on (the entry expires at its deadline)
+    assert transactions == [1] and message.acked and applied == ["b1"]
