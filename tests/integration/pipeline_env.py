@@ -143,6 +143,12 @@ def kill_group(proc: subprocess.Popen[bytes], sig: int = signal.SIGKILL) -> None
             proc.wait(5)
 
 
+def schema_of(store: Store) -> str:
+    """The PostgreSQL schema a store works in: what a child process's PGOPTIONS search_path must name."""
+    with store.read() as conn:
+        return str(conn.exec_driver_sql("select current_schema()").scalar())
+
+
 def a_task_just_started(pipe: Pipeline, within_s: float = 0.1) -> bool:
     """A ``slow-*`` task began its 0.2 s sleep in a worker less than ``within_s`` ago: its batch is mid-run."""
     try:

@@ -20,7 +20,7 @@ from common.store.schema import inflight_batches
 from common.workflow import load_workflow
 from tests.conftest import _postgres_store
 from tests.helpers import make_units
-from tests.integration.pipeline_env import AGENTS, PIPELINE_ENV, ROOT, WORKFLOW, kill_group, wait_until
+from tests.integration.pipeline_env import AGENTS, PIPELINE_ENV, ROOT, WORKFLOW, kill_group, schema_of, wait_until
 from tests.servers import POSTGRES_URL, require_rabbitmq
 
 pytestmark = pytest.mark.integration
@@ -89,50 +89,53 @@ def test_a_run_on_rabbitmq_moves_every_task_once(rabbitmq: str, tmp_path: Path) 
     store.close()
 
 
-def test_producer_applier_and_worker_apart_share_only_broker_and_store(rabbitmq: str, tmp_path: Path) -> None:
+@pytest.fixture
+def pg_store() -> Iterator[Store]:
+    yield from _postgres_store()
+
+
+def test_producer_applier_and_worker_apart_share_only_broker_and_store(
+    rabbitmq: str, pg_store: Store, tmp_path: Path
+) -> None:
     # Given 12 tasks in a PostgreSQL store, and RabbitMQ as the broker
-    store = next(pg := _postgres_store())
-    try:
-        project = store.create_project("pipe", load_workflow(WORKFLOW))
-        store.add_data_units(project.id, store.dataset(project.id, "items"), make_units(TITLES))
-        with store.read() as conn:
-            schema = str(conn.exec_driver_sql("select current_schema()").scalar())
+    store = pg_store
+    project = store.create_project("pipe", load_workflow(WORKFLOW))
+    store.add_data_units(project.id, store.dataset(project.id, "items"), make_units(TITLES))
+    schema = schema_of(store)
 
-        # When a worker, an applier and a producer run as separate processes, each with a home of
-        # its own (nothing shared on disk, as on three hosts), in batches of 4, two in flight at most
-        def start(name: str, *args: str) -> subprocess.Popen[bytes]:
-            env = _env(
-                ANNOFLOW_BROKER_URL=rabbitmq,
-                ANNOFLOW_STORE_URL=POSTGRES_URL,
-                PGOPTIONS=f"-csearch_path={schema}",  # libpq takes the test's schema from here
-                ANNOFLOW_HOME=str(tmp_path / name),
-            )
-            log = open(tmp_path / f"{name}.log", "wb")  # noqa: SIM115 (closed with the process)
-            return subprocess.Popen(
-                [sys.executable, "-m", "producer", *args],
-                cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-            )  # fmt: skip
-
-        def logs() -> str:
-            return "\n".join(p.read_text(errors="replace")[-3000:] for p in sorted(tmp_path.glob("*.log")))
-
-        worker = start("worker", "worker", "--agents", AGENTS, "--concurrency", "1", "--loglevel", "WARNING")
-        applier = start("applier", "apply")
-        producer = start(
-            "producer", "produce", "--project", "pipe", "--agents", AGENTS,
-            "--task-batch-size", "4", "--max-in-flight", "2",
+    # When a worker, an applier and a producer run as separate processes, each with a home of
+    # its own (nothing shared on disk, as on three hosts), in batches of 4, two in flight at most
+    def start(name: str, *args: str) -> subprocess.Popen[bytes]:
+        env = _env(
+            ANNOFLOW_BROKER_URL=rabbitmq,
+            ANNOFLOW_STORE_URL=POSTGRES_URL,
+            PGOPTIONS=f"-csearch_path={schema}",  # libpq takes the test's schema from here
+            ANNOFLOW_HOME=str(tmp_path / name),
+        )
+        log = open(tmp_path / f"{name}.log", "wb")  # noqa: SIM115 (closed with the process)
+        return subprocess.Popen(
+            [sys.executable, "-m", "producer", *args],
+            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
         )  # fmt: skip
-        try:
-            # Then the producer, told by the applier (through the store) as each batch is applied,
-            # drains the stage and exits on its own
-            wait_until(lambda: producer.poll() is not None, 90, f"the producer to exit; logs:\n{logs()}")
-            assert producer.returncode == 0, logs()
-            wait_until(lambda: _ledger_rows(store) == 0, 30, f"an empty in-flight ledger; logs:\n{logs()}")
-        finally:
-            for proc in (producer, applier, worker):
-                kill_group(proc, signal.SIGTERM)
 
-        # and every task reached its next stage with exactly one move in the history
-        _each_task_moved_once(store, project.id)
+    def logs() -> str:
+        return "\n".join(p.read_text(errors="replace")[-3000:] for p in sorted(tmp_path.glob("*.log")))
+
+    worker = start("worker", "worker", "--agents", AGENTS, "--concurrency", "1", "--loglevel", "WARNING")
+    applier = start("applier", "apply")
+    producer = start(
+        "producer", "produce", "--project", "pipe", "--agents", AGENTS,
+        "--task-batch-size", "4", "--max-in-flight", "2",
+    )  # fmt: skip
+    try:
+        # Then the producer, told by the applier (through the store) as each batch is applied,
+        # drains the stage and exits on its own
+        wait_until(lambda: producer.poll() is not None, 90, f"the producer to exit; logs:\n{logs()}")
+        assert producer.returncode == 0, logs()
+        wait_until(lambda: _ledger_rows(store) == 0, 30, f"an empty in-flight ledger; logs:\n{logs()}")
     finally:
-        pg.close()
+        for proc in (producer, applier, worker):
+            kill_group(proc, signal.SIGTERM)
+
+    # and every task reached its next stage with exactly one move in the history
+    _each_task_moved_once(store, project.id)

@@ -22,6 +22,7 @@ from tests.integration.pipeline_env import (
     kill_group,
     pipeline_for,
     run_in_thread,
+    schema_of,
     wait_until,
 )
 from tests.servers import POSTGRES_URL, require_redis
@@ -75,7 +76,7 @@ def test_restart_applier_mid_run_applies_each_result_once(pg_store: Store, tmp_p
     titles = [f"slow-{i}" for i in range(16)]
     with pipeline_for(pg_store, tmp_path, titles) as pipe:
         # The applier process reaches the test's schema through libpq's PGOPTIONS.
-        env = pipe.env(ANNOFLOW_STORE_URL=POSTGRES_URL, PGOPTIONS=f"-csearch_path={_schema_of(pg_store)}")
+        env = pipe.env(ANNOFLOW_STORE_URL=POSTGRES_URL, PGOPTIONS=f"-csearch_path={schema_of(pg_store)}")
         pipe.start_worker()
         first = pipe.start("apply", "--num-retries", "1", env=env, log="applier")
         producer = pipe.producer(batch_size=2, max_in_flight=2, lease_seconds=3)
@@ -97,11 +98,6 @@ def test_restart_applier_mid_run_applies_each_result_once(pg_store: Store, tmp_p
         _one_event_per_task(pg_store, pipe.project.id)
 
 
-def _schema_of(store: Store) -> str:
-    with store.read() as conn:
-        return str(conn.exec_driver_sql("select current_schema()").scalar())
-
-
 def test_hanging_handler_fails_retries_then_tasks_retry_sends_it_again(pg_store: Store, tmp_path: Path) -> None:
     # Given a handler that hangs past the 1 s soft time limit, and one retry allowed
     with pipeline_for(pg_store, tmp_path, ["hang-0", "item-1"]) as pipe:
@@ -117,7 +113,7 @@ def test_hanging_handler_fails_retries_then_tasks_retry_sends_it_again(pg_store:
         assert [t.data_title for t in failed] == ["hang-0"]
         assert failed[0].lease_token == FAILED and "SoftTimeLimitExceeded" in (failed[0].last_error or "")
         assert applier.stats.retried == 1 and applier.stats.failed == 1
-        env = pipe.env(ANNOFLOW_STORE_URL=POSTGRES_URL, PGOPTIONS=f"-csearch_path={_schema_of(pg_store)}")
+        env = pipe.env(ANNOFLOW_STORE_URL=POSTGRES_URL, PGOPTIONS=f"-csearch_path={schema_of(pg_store)}")
         listed = subprocess.run(
             [sys.executable, "-m", "producer", "tasks", "failed", "--project", "pipe"],
             cwd=ROOT,
