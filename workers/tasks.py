@@ -79,7 +79,7 @@ def _run_batch(app: Celery, ref: str, stage_key: str, header: dict[str, Any], sp
         return 0
     try:
         agent = _load_agents(ref)[stage_key]
-        results = [r.model_dump_json() for r in agent.run_specs(parsed)]
+        results = agent.run_specs_json(parsed)
     except SoftTimeLimitExceeded:
         # Raised outside any one handler (the QueueRunner turns a handler's own
         # timeout into that task's failure): answer every task so none waits for its lease.

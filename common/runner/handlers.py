@@ -14,6 +14,7 @@ raises for a handler failure.
 from __future__ import annotations
 
 import functools
+import math
 import os
 import socket
 import traceback
@@ -24,6 +25,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, overload
 from uuid import UUID
+
+from pydantic import ValidationError
+from pydantic_core import to_json
 
 from common.batches import parse_specs
 from common.models import LabelPayload, TaskCompletionResult, TaskSpec
@@ -70,6 +74,32 @@ def resolve_pathway(spec: TaskSpec, pathway: str | UUID) -> UUID:
     raise _HandlerError(
         f"stage '{spec.stage_title}' has no pathway '{key}'; return one of its pathways: {names}, or None to stay"
     )
+
+
+def _payload(label_row: LabelRowEditor | LabelPayload | None) -> LabelPayload | None:
+    """The label row a handler handed back, as the payload a result carries."""
+    if label_row is None or isinstance(label_row, LabelPayload):
+        return label_row
+    if isinstance(label_row, LabelRowEditor):
+        return label_row.payload()
+    try:
+        return LabelPayload.model_validate(label_row)
+    except ValidationError as e:
+        raise _HandlerError(
+            f"the handler's label_row is not a label row ({e}); edit the injected LabelRowEditor, "
+            "or return HandlerResult(label_row=LabelPayload(...))"
+        ) from e
+
+
+def _priority(priority: Any) -> float | None:
+    """A handler's priority, checked as ``LabelRowEditor.set_priority`` checks it."""
+    if priority is None:
+        return None
+    if isinstance(priority, bool) or not isinstance(priority, int | float) or not math.isfinite(priority):
+        raise _HandlerError(f"the handler's priority {priority!r} is not a number; return one from 0.0 to 1.0")
+    if not 0.0 <= priority <= 1.0:
+        raise _HandlerError(f"the handler's priority {priority} is outside 0.0..1.0; return one in that range")
+    return float(priority)
 
 
 class StageAgent:
@@ -124,36 +154,53 @@ class StageAgent:
                 to be dead-lettered by the caller, not retried).
         """
         parsed = parse_specs([specs] if isinstance(specs, str) else specs)
-        results = [r.model_dump_json() for r in self.run_specs(parsed)]
+        results = self.run_specs_json(parsed)
         return results[0] if isinstance(specs, str) else results
 
     def run_specs(self, specs: list[TaskSpec]) -> list[TaskCompletionResult]:
         """Run the handler on each spec in turn; one result per spec, in order."""
+        return [TaskCompletionResult(**fields) for fields in self._run_all(specs)]
+
+    def run_specs_json(self, specs: list[TaskSpec]) -> list[str]:
+        """:meth:`run_specs`, each result as ``TaskCompletionResult`` JSON (what a worker publishes).
+
+        The results are written straight from their fields, in the model's field
+        order: the text is what ``model_dump_json`` gives, for half the CPU (every
+        field was checked when the spec was validated or the answer interpreted).
+        """
+        return [to_json(fields).decode() for fields in self._run_all(specs)]
+
+    def _run_all(self, specs: list[TaskSpec]) -> list[dict[str, Any]]:
         if not self.dependant.needs(dep_asset):
             return [self._run_one(spec, None) for spec in specs]
         # Fetch the batch's files together, up front, instead of one by one per task.
         with fetch_assets(specs) as assets:
             return [self._run_one(spec, assets.get(str(spec.uuid))) for spec in specs]
 
-    def _run_one(self, spec: TaskSpec, asset: Path | str | None) -> TaskCompletionResult:
+    def _run_one(self, spec: TaskSpec, asset: Path | str | None) -> dict[str, Any]:
+        """One task's result, as the fields of its ``TaskCompletionResult``."""
         started = _now()
-        ctx = TaskContext(spec, asset=asset if isinstance(asset, Path) else None)
-        ctx.asset_error = asset if isinstance(asset, str) else None
+        ctx: TaskContext | None = None
         try:
             self._check_stage(spec)
-            with ExitStack() as stack:
-                answer = self.handler(**solve(self.dependant, ctx, stack, {}))
+            if self.dependant.provided or self.dependant.sub:
+                ctx = TaskContext(spec, asset=asset if isinstance(asset, Path) else None)
+                ctx.asset_error = asset if isinstance(asset, str) else None
+                with ExitStack() as stack:
+                    answer = self.handler(**solve(self.dependant, ctx, stack, {}))
+            else:  # a handler that takes nothing needs no context
+                answer = self.handler()
             pathway, labels, priority = self._interpret(spec, ctx, answer)
         except _HandlerError as e:
-            return self._result(spec, started, error=str(e))
+            return self._result(spec, started, None, None, None, str(e))
         except Exception as e:  # the handler's own failure becomes a failed result
             tb = traceback.format_exc()
             error = f"{type(e).__name__}: {e}\n{tb[-_ERROR_CHARS:]}"
-            return self._result(spec, started, error=error)
+            return self._result(spec, started, None, None, None, error)
         finally:
-            if ctx.asset is not None:
+            if ctx is not None and ctx.asset is not None:
                 ctx.asset.unlink(missing_ok=True)
-        return self._result(spec, started, pathway=pathway, labels=labels, priority=priority)
+        return self._result(spec, started, pathway, labels, priority, None)
 
     def _check_stage(self, spec: TaskSpec) -> None:
         if self.stage_uuid is not None and str(spec.stage_uuid) != self.stage_uuid:
@@ -163,9 +210,9 @@ class StageAgent:
             )
 
     def _interpret(
-        self, spec: TaskSpec, ctx: TaskContext, answer: Any
+        self, spec: TaskSpec, ctx: TaskContext | None, answer: Any
     ) -> tuple[UUID | None, LabelPayload | None, float | None]:
-        editor = ctx.edited
+        editor = ctx.edited if ctx is not None else None
         label_row: LabelRowEditor | LabelPayload | None = editor if editor is not None and editor.dirty else None
         priority = editor.priority if editor is not None else None
         if isinstance(answer, HandlerResult):
@@ -178,22 +225,29 @@ class StageAgent:
                 "None to stay, or HandlerResult(pathway=..., label_row=..., priority=...)"
             )
         pathway = resolve_pathway(spec, answer) if answer is not None else None
-        labels = label_row.payload() if isinstance(label_row, LabelRowEditor) else label_row
-        return pathway, labels, priority
+        return pathway, _payload(label_row), _priority(priority)
 
-    def _result(self, spec: TaskSpec, started: datetime, **values: Any) -> TaskCompletionResult:
-        return TaskCompletionResult(
-            task_uuid=spec.uuid,
-            stage_uuid=spec.stage_uuid,
-            success="error" not in values,
-            lease_token=spec.lease_token,
-            run_id=spec.run_id,
-            attempt=spec.attempt,
-            started_at=started,
-            finished_at=_now(),
-            worker=_WORKER,
-            **values,
-        )
+    @staticmethod
+    def _result(
+        spec: TaskSpec, started: datetime, pathway: UUID | None, labels: LabelPayload | None,
+        priority: float | None, error: str | None,
+    ) -> dict[str, Any]:  # fmt: skip
+        # Every field of TaskCompletionResult, in its order (run_specs_json writes them as they are).
+        return {
+            "task_uuid": spec.uuid,
+            "stage_uuid": spec.stage_uuid,
+            "success": error is None,
+            "pathway": pathway,
+            "error": error,
+            "lease_token": spec.lease_token,
+            "labels": labels,
+            "priority": priority,
+            "run_id": spec.run_id,
+            "attempt": spec.attempt,
+            "started_at": started,
+            "finished_at": _now(),
+            "worker": _WORKER,
+        }
 
     # ------------------------------------------------------- own producers
     def get_tasks(

@@ -78,6 +78,10 @@ class ToTaskStageAgent(StageAgent):
         file, inference = self._strategies
         return inference if self.params.method == "inference" else file
 
+    def run_specs_json(self, specs: list[TaskSpec]) -> list[str]:
+        """:meth:`run_specs`, each result as JSON (what a worker publishes)."""
+        return [r.model_dump_json() for r in self.run_specs(specs)]
+
     def run_specs(self, specs: list[TaskSpec]) -> list[TaskCompletionResult]:
         """Run the strategy on the batch with this stage's parameters; one result per spec, in order."""
         mine = [s.model_copy(update={"params": self.wire, "kind": "agent"}) for s in specs]

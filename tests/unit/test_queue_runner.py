@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from common.errors import InvalidInputError, NotFoundError
-from common.models import TaskCompletionResult
+from common.models import LabelPayload, TaskCompletionResult
 from common.runner import HandlerResult, LabelRowEditor, QueueRunner
 from common.store import DataUnit, Store
 from common.store.apply import apply_results
@@ -104,6 +104,47 @@ def test_handler_answers_become_results_and_never_raise() -> None:
     assert "'labelled'" in unknown.error and "'skip'" in unknown.error
     assert not wrong.success and wrong.error is not None and "HandlerResult" in wrong.error
     assert all(r.lease_token == "L1:1" and r.worker for r in results)
+
+
+def test_result_json_is_the_models_json_and_bad_labels_or_priorities_are_failures() -> None:
+    # Given a handler answering a pathway, labels and a priority, staying, failing, and with a bad priority or labels
+    runner = QueueRunner(project="apples")
+    payload = LabelPayload(version=3, objects=[{"name": "apple", "box": [1, 2, 3, 4]}])
+    answers = iter(
+        [
+            HandlerResult(pathway="labelled", label_row=payload, priority=1),
+            HandlerResult(pathway=None, label_row={"version": 1, "objects": []}),  # type: ignore[arg-type]
+            None,
+            RuntimeError("model server down"),
+            HandlerResult(pathway="skip", priority="high"),  # type: ignore[arg-type]
+            HandlerResult(pathway="skip", priority=1.5),
+            HandlerResult(pathway="skip", label_row={"objects": "nope"}),  # type: ignore[arg-type]
+        ]
+    )
+
+    @runner.stage("Pre-label")
+    def handler() -> object:
+        answer = next(answers)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    # When the specs run through the JSON path a worker uses
+    specs = [make_spec() for _ in range(7)]
+    texts = handler.run_specs_json(specs)
+
+    # Then each text is exactly what the model would write for the same result
+    results = [TaskCompletionResult.model_validate_json(t) for t in texts]
+    assert texts == [r.model_dump_json() for r in results]
+    labelled, dict_labels, stay, raised, word, too_high, bad_labels = results
+    assert labelled.labels == payload and labelled.priority == 1.0 and labelled.pathway == PATHWAYS["labelled"]
+    assert dict_labels.success and dict_labels.labels == LabelPayload(version=1)
+    assert stay.success and stay.pathway is None and stay.labels is None and stay.error is None
+    assert not raised.success and raised.error is not None and "model server down" in raised.error
+    assert not word.success and word.error is not None and "'high' is not a number" in word.error
+    assert not too_high.success and too_high.error is not None and "outside 0.0..1.0" in too_high.error
+    assert not bad_labels.success and bad_labels.error is not None and "LabelRowEditor" in bad_labels.error
+    assert all(r.task_uuid == s.uuid and r.lease_token == s.lease_token for r, s in zip(results, specs, strict=True))
 
 
 def test_a_malformed_message_is_refused_not_answered() -> None:
