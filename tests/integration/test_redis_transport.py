@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -130,6 +131,11 @@ def test_a_pushed_task_message_matches_what_celery_sends(url: str, tmp_path: Pat
         }
         assert b.headers["id"] == b.headers["root_id"] == b.properties["correlation_id"]
         assert b.delivery_info["routing_key"] == pushed and b.properties["delivery_mode"] == 2
+        # And each message of the same task gets its own ids (the headers are built once per task name)
+        again = json.loads(task_envelope(app, "annoflow.stage.p.s", args, pushed, "[batch b2]"))
+        assert again["headers"]["id"] not in (b.headers["id"], a.headers["id"])
+        assert again["headers"]["argsrepr"] == "[batch b2]"
+        assert again["properties"]["correlation_id"] == again["headers"]["id"]
     finally:
         client.delete(sent, pushed, f"_kombu.binding.{sent}", f"_kombu.binding.{pushed}")
 
