@@ -5,11 +5,17 @@ that lists the folder at that moment moves and reads it without taking the
 writer's lock: it can read an empty or half-written file and fail with a JSON
 error. Here a message is written under a hidden temporary name, which readers
 skip, and renamed into place once complete; a rename within one folder is atomic.
+
+Readers take messages in the order of their names, which start with the
+millisecond they were written. kombu breaks a tie at random (a UUID follows);
+here a process's messages never share a millisecond, so they are read in the
+order it wrote them.
 """
 
 from __future__ import annotations
 
 import os
+import threading
 import uuid
 from time import monotonic
 from typing import Any
@@ -23,6 +29,17 @@ __all__ = ["TRANSPORT", "Channel", "Transport"]
 # What kombu and Celery accept as ``transport`` / ``broker_transport``.
 TRANSPORT = "common.fs_transport:Transport"
 
+_stamp_lock = threading.Lock()
+_last_stamp = 0
+
+
+def _stamp() -> int:
+    """The millisecond a message's name starts with: now, or one past this process's last (never the same)."""
+    global _last_stamp
+    with _stamp_lock:
+        _last_stamp = max(round(monotonic() * 1000), _last_stamp + 1)
+        return _last_stamp
+
 
 class Channel(kombu_fs.Channel):
     """A filesystem channel whose messages appear only once fully written."""
@@ -30,8 +47,8 @@ class Channel(kombu_fs.Channel):
     # kombu names the second argument "message" in its base channel and "payload" in the
     # filesystem one; it is passed by position.
     def _put(self, queue: Any, payload: Any, **kwargs: Any) -> None:  # type: ignore[override]
-        # The same name kombu gives a message (readers sort on it), written via a temporary file.
-        name = f"{round(monotonic() * 1000)}_{uuid.uuid4()}.{queue}.msg"
+        # The name kombu gives a message (readers sort on it), written via a temporary file.
+        name = f"{_stamp()}_{uuid.uuid4()}.{queue}.msg"
         final = os.path.join(self.data_folder_out, name)
         partial = os.path.join(self.data_folder_out, f".{name}.part")  # not "<queue>.msg": readers skip it
         try:

@@ -42,3 +42,19 @@ def test_a_message_is_invisible_until_fully_written(tmp_path: Path, monkeypatch:
         # And no temporary file is left behind
         assert not [n for n in os.listdir(options["data_folder_out"]) if n.startswith(".")]
         queue.close()
+
+
+def test_messages_written_in_one_millisecond_are_read_in_the_order_written(tmp_path: Path) -> None:
+    # Given the embedded broker, and a burst of messages far faster than one per millisecond
+    settings = Settings(home=tmp_path)
+    url = "filesystem://localhost/"
+    options = transport_options(settings, PipelineSettings())
+    with Connection(url, transport=broker_transport(url), transport_options=options) as conn:
+        queue = conn.SimpleQueue("annoflow.test-order")
+        for n in range(200):
+            queue.put({"n": n})
+        # When they are read back
+        received = [queue.get(timeout=2).payload["n"] for _ in range(200)]
+        queue.close()
+    # Then they come in the order they were written (kombu alone breaks ties at random)
+    assert received == list(range(200))
