@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import functools
 import math
+import numbers
 import os
 import socket
 import traceback
@@ -95,11 +96,13 @@ def _priority(priority: Any) -> float | None:
     """A handler's priority, checked as ``LabelRowEditor.set_priority`` checks it."""
     if priority is None:
         return None
-    if isinstance(priority, bool) or not isinstance(priority, int | float) or not math.isfinite(priority):
+    # numbers.Real takes numpy's scalars too (a model's score), as pydantic's float does.
+    if isinstance(priority, bool) or not isinstance(priority, numbers.Real) or not math.isfinite(priority):
         raise _HandlerError(f"the handler's priority {priority!r} is not a number; return one from 0.0 to 1.0")
-    if not 0.0 <= priority <= 1.0:
-        raise _HandlerError(f"the handler's priority {priority} is outside 0.0..1.0; return one in that range")
-    return float(priority)
+    value = float(priority)
+    if not 0.0 <= value <= 1.0:
+        raise _HandlerError(f"the handler's priority {value} is outside 0.0..1.0; return one in that range")
+    return value
 
 
 class StageAgent:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy
 import pytest
 
 from common.errors import InvalidInputError, NotFoundError
@@ -119,6 +120,7 @@ def test_result_json_is_the_models_json_and_bad_labels_or_priorities_are_failure
             HandlerResult(pathway="skip", priority="high"),  # type: ignore[arg-type]
             HandlerResult(pathway="skip", priority=1.5),
             HandlerResult(pathway="skip", label_row={"objects": "nope"}),  # type: ignore[arg-type]
+            HandlerResult(pathway="labelled", priority=numpy.float32(0.25)),  # type: ignore[arg-type]
         ]
     )
 
@@ -130,13 +132,13 @@ def test_result_json_is_the_models_json_and_bad_labels_or_priorities_are_failure
         return answer
 
     # When the specs run through the JSON path a worker uses
-    specs = [make_spec() for _ in range(7)]
+    specs = [make_spec() for _ in range(8)]
     texts = handler.run_specs_json(specs)
 
     # Then each text is exactly what the model would write for the same result
     results = [TaskCompletionResult.model_validate_json(t) for t in texts]
     assert texts == [r.model_dump_json() for r in results]
-    labelled, dict_labels, stay, raised, word, too_high, bad_labels = results
+    labelled, dict_labels, stay, raised, word, too_high, bad_labels, scored = results
     assert labelled.labels == payload and labelled.priority == 1.0 and labelled.pathway == PATHWAYS["labelled"]
     assert dict_labels.success and dict_labels.labels == LabelPayload(version=1)
     assert stay.success and stay.pathway is None and stay.labels is None and stay.error is None
@@ -144,6 +146,7 @@ def test_result_json_is_the_models_json_and_bad_labels_or_priorities_are_failure
     assert not word.success and word.error is not None and "'high' is not a number" in word.error
     assert not too_high.success and too_high.error is not None and "outside 0.0..1.0" in too_high.error
     assert not bad_labels.success and bad_labels.error is not None and "LabelRowEditor" in bad_labels.error
+    assert scored.success and scored.priority == 0.25  # a numpy score is a number
     assert all(r.task_uuid == s.uuid and r.lease_token == s.lease_token for r, s in zip(results, specs, strict=True))
 
 
