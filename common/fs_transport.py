@@ -6,10 +6,12 @@ writer's lock: it can read an empty or half-written file and fail with a JSON
 error. Here a message is written under a hidden temporary name, which readers
 skip, and renamed into place once complete; a rename within one folder is atomic.
 
-Readers take messages in the order of their names, which start with the
-millisecond they were written. kombu breaks a tie at random (a UUID follows);
-here a process's messages never share a millisecond, so they are read in the
-order it wrote them.
+Readers take messages in the order of their names (sorted as text), which
+start with the millisecond they were written. kombu breaks a tie at random (a
+UUID follows) and writes the millisecond with as many digits as it has, so a
+message written after the count gains a digit sorts before older ones. Here a
+process's messages never share a millisecond and the count always has 15
+digits, so messages are read in the order they were written.
 """
 
 from __future__ import annotations
@@ -48,7 +50,7 @@ class Channel(kombu_fs.Channel):
     # filesystem one; it is passed by position.
     def _put(self, queue: Any, payload: Any, **kwargs: Any) -> None:  # type: ignore[override]
         # The name kombu gives a message (readers sort on it), written via a temporary file.
-        name = f"{_stamp()}_{uuid.uuid4()}.{queue}.msg"
+        name = f"{_stamp():015d}_{uuid.uuid4()}.{queue}.msg"
         final = os.path.join(self.data_folder_out, name)
         partial = os.path.join(self.data_folder_out, f".{name}.part")  # not "<queue>.msg": readers skip it
         try:

@@ -164,7 +164,7 @@ def _messages(queue: Any, limit: int) -> Iterator[Message]:
 
 
 def _peek_folder(folder: Path, limit: int) -> DeadLetters:
-    """The embedded broker keeps one file per message, named ``<ms>_<uuid>.<queue>.msg``: oldest first by name."""
+    """The embedded broker keeps one file per message, ``<ms>_<uuid>.<queue>.msg`` (fs_transport): oldest first."""
     suffix = f".{DEAD_LETTER_QUEUE}.msg"
     try:
         names = sorted(n for n in os.listdir(folder) if n.endswith(suffix) and not n.startswith("."))

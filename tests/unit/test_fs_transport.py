@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from kombu import Connection
 
+from common import fs_transport
 from common.celery_app import PipelineSettings, broker_transport, transport_options
 from common.settings import Settings
 
@@ -58,3 +59,25 @@ def test_messages_written_in_one_millisecond_are_read_in_the_order_written(tmp_p
         queue.close()
     # Then they come in the order they were written (kombu alone breaks ties at random)
     assert received == list(range(200))
+
+
+def test_a_message_written_after_the_millisecond_count_gains_a_digit_is_read_after_the_older_ones(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given the embedded broker, and a clock that crosses from 9,999 to 10,000 ms between two messages
+    settings = Settings(home=tmp_path)
+    url = "filesystem://localhost/"
+    options = transport_options(settings, PipelineSettings())
+    clock = iter([9.999, 10.0])
+    monkeypatch.setattr(fs_transport, "_last_stamp", 0)
+    monkeypatch.setattr(fs_transport, "monotonic", lambda: next(clock))
+    with Connection(url, transport=broker_transport(url), transport_options=options) as conn:
+        queue = conn.SimpleQueue("annoflow.test-digits")
+        queue.put({"n": 1})
+        queue.put({"n": 2})
+        monkeypatch.undo()
+        # When they are read back
+        received = [queue.get(timeout=2).payload["n"] for _ in range(2)]
+        queue.close()
+    # Then the older comes first (as text, "10000_..." sorts before "9999_..." unless padded)
+    assert received == [1, 2]
