@@ -19,16 +19,18 @@ import numbers
 import os
 import socket
 import traceback
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import ExitStack
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, overload
 from uuid import UUID
 
+from billiard.exceptions import SoftTimeLimitExceeded
 from pydantic import ValidationError
-from pydantic_core import to_json
+from pydantic_core import PydanticSerializationError, to_json
 
 from common.batches import parse_specs
 from common.models import LabelPayload, TaskCompletionResult, TaskSpec
@@ -77,19 +79,47 @@ def resolve_pathway(spec: TaskSpec, pathway: str | UUID) -> UUID:
     )
 
 
-def _payload(label_row: LabelRowEditor | LabelPayload | None) -> LabelPayload | None:
-    """The label row a handler handed back, as the payload a result carries."""
-    if label_row is None or isinstance(label_row, LabelPayload):
-        return label_row
+def _plain(value: Any) -> Any:
+    """A value JSON has no type for, as plain data: numpy's scalars and arrays (a model's output)."""
+    if callable(getattr(value, "tolist", None)):
+        return value.tolist()
+    raise TypeError(f"a {type(value).__name__} cannot be stored in a label row; use numbers, text, lists and dicts")
+
+
+def _payload(label_row: LabelRowEditor | LabelPayload | dict[str, Any] | None) -> LabelPayload | None:
+    """The label row a handler handed back, as the payload a result carries.
+
+    It goes through JSON here, inside the task's own failure handling: numpy
+    values become the numbers the store and the wire hold, and a payload
+    changed after it was built is checked again. What cannot be written
+    fails this task alone, not its whole batch.
+    """
+    if label_row is None:
+        return None
     if isinstance(label_row, LabelRowEditor):
-        return label_row.payload()
+        label_row = label_row.payload()
+    data = label_row.model_dump() if isinstance(label_row, LabelPayload) else label_row
     try:
-        return LabelPayload.model_validate(label_row)
-    except ValidationError as e:
+        return LabelPayload.model_validate_json(to_json(data, fallback=_plain))
+    except (ValidationError, PydanticSerializationError) as e:
         raise _HandlerError(
             f"the handler's label_row is not a label row ({e}); edit the injected LabelRowEditor, "
             "or return HandlerResult(label_row=LabelPayload(...))"
         ) from e
+
+
+def _error_text(e: Exception) -> str:
+    """A handler's exception as a result's error: its type, message and the end of its traceback."""
+    try:
+        message = f"{type(e).__name__}: {e}"
+    except Exception:  # an exception whose own text fails
+        message = f"{type(e).__name__} (its message could not be read)"
+    return f"{message}\n{traceback.format_exc()[-_ERROR_CHARS:]}"
+
+
+def _writable(text: str) -> str:
+    """``text`` as valid UTF-8 (a file name's undecodable bytes, say, kept as escapes)."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def _priority(priority: Any) -> float | None:
@@ -97,7 +127,7 @@ def _priority(priority: Any) -> float | None:
     if priority is None:
         return None
     # numbers.Real takes numpy's scalars too (a model's score), as pydantic's float does.
-    if isinstance(priority, bool) or not isinstance(priority, numbers.Real) or not math.isfinite(priority):
+    if isinstance(priority, bool) or not isinstance(priority, numbers.Real | Decimal) or not math.isfinite(priority):
         raise _HandlerError(f"the handler's priority {priority!r} is not a number; return one from 0.0 to 1.0")
     value = float(priority)
     if not 0.0 <= value <= 1.0:
@@ -171,14 +201,46 @@ class StageAgent:
         order: the text is what ``model_dump_json`` gives, for half the CPU (every
         field was checked when the spec was validated or the answer interpreted).
         """
-        return [to_json(fields).decode() for fields in self._run_all(specs)]
+        out = []
+        for fields in self._run_all(specs):
+            try:
+                out.append(to_json(fields).decode())
+            except PydanticSerializationError as e:  # not expected: every field was made writable
+                error = _writable(f"the handler's answer could not be written as JSON ({e})")
+                failed = {**fields, "success": False, "pathway": None, "labels": None, "priority": None}
+                out.append(to_json({**failed, "error": error}).decode())
+        return out
 
     def _run_all(self, specs: list[TaskSpec]) -> list[dict[str, Any]]:
         if not self.dependant.needs(dep_asset):
-            return [self._run_one(spec, None) for spec in specs]
+            return self._run_in_turn(specs, {})
         # Fetch the batch's files together, up front, instead of one by one per task.
         with fetch_assets(specs) as assets:
-            return [self._run_one(spec, assets.get(str(spec.uuid))) for spec in specs]
+            return self._run_in_turn(specs, assets)
+
+    def _run_in_turn(self, specs: list[TaskSpec], assets: Mapping[str, Path | str]) -> list[dict[str, Any]]:
+        """Each spec's result, in order, until the batch's soft time limit; the rest fail unrun.
+
+        Celery raises the soft time limit once per batch: the handler it
+        interrupts fails, and the tasks after it are answered at once (and
+        retried) instead of running on with no limit until the hard one kills
+        the process and every result with it.
+        """
+        results = []
+        for i, spec in enumerate(specs):
+            started = _now()
+            try:
+                results.append(self._run_one(spec, assets.get(str(spec.uuid))))
+            except SoftTimeLimitExceeded:
+                error = (
+                    "SoftTimeLimitExceeded: the handler ran past the batch's soft time limit; make it faster, "
+                    "or raise ANNOFLOW_SOFT_TIME_LIMIT"
+                )
+                results.append(self._result(spec, started, None, None, None, error))
+                unrun = "not run: an earlier task of its batch used up the batch's soft time limit"
+                results += [self._result(s, _now(), None, None, None, unrun) for s in specs[i + 1 :]]
+                break
+        return results
 
     def _run_one(self, spec: TaskSpec, asset: Path | str | None) -> dict[str, Any]:
         """One task's result, as the fields of its ``TaskCompletionResult``."""
@@ -196,10 +258,10 @@ class StageAgent:
             pathway, labels, priority = self._interpret(spec, ctx, answer)
         except _HandlerError as e:
             return self._result(spec, started, None, None, None, str(e))
+        except SoftTimeLimitExceeded:
+            raise  # the whole batch's limit: _run_in_turn answers the rest
         except Exception as e:  # the handler's own failure becomes a failed result
-            tb = traceback.format_exc()
-            error = f"{type(e).__name__}: {e}\n{tb[-_ERROR_CHARS:]}"
-            return self._result(spec, started, None, None, None, error)
+            return self._result(spec, started, None, None, None, _error_text(e))
         finally:
             if ctx is not None and ctx.asset is not None:
                 ctx.asset.unlink(missing_ok=True)
@@ -241,7 +303,7 @@ class StageAgent:
             "stage_uuid": spec.stage_uuid,
             "success": error is None,
             "pathway": pathway,
-            "error": error,
+            "error": None if error is None else _writable(error),
             "lease_token": spec.lease_token,
             "labels": labels,
             "priority": priority,
