@@ -8,6 +8,7 @@ the file it came from.
 from __future__ import annotations
 
 import hashlib
+import uuid
 from collections.abc import Iterable
 from typing import Any
 
@@ -16,7 +17,15 @@ from pydantic import BaseModel, ConfigDict
 from common.enums import StageType
 from common.errors import NotFoundError
 
-__all__ = ["Pathway", "Stage", "Workflow"]
+__all__ = ["Pathway", "Stage", "Workflow", "canonical_key"]
+
+
+def canonical_key(key: str) -> str:
+    """``key`` as stages and pathways spell a UUID (lower case, hyphenated) if it is one; else as it is."""
+    try:
+        return str(uuid.UUID(key))
+    except ValueError:
+        return key
 
 
 class Pathway(BaseModel):
@@ -50,9 +59,10 @@ class Stage(BaseModel):
         Raises:
             NotFoundError: no such pathway; the message lists the stage's pathways.
         """
-        for p in self.pathways:
-            if name_or_uuid in (p.name, p.uuid):
-                return p
+        for key in dict.fromkeys([name_or_uuid, canonical_key(name_or_uuid)]):
+            for p in self.pathways:
+                if key in (p.name, p.uuid):
+                    return p
         names = ", ".join(f"'{p.name}' ({p.uuid})" for p in self.pathways) or "none"
         raise NotFoundError(f"stage '{self.title}' has no pathway '{name_or_uuid}'; its pathways are: {names}")
 
@@ -74,7 +84,11 @@ class Workflow:
         Raises:
             NotFoundError: no such stage; the message lists the stages.
         """
-        found = self.stages.get(title_or_uuid) or self._by_title.get(title_or_uuid)
+        found = (
+            self.stages.get(title_or_uuid)
+            or self._by_title.get(title_or_uuid)
+            or self.stages.get(canonical_key(title_or_uuid))
+        )
         if found is None:
             titles = ", ".join(f"'{s.title}'" for s in self.user_stages())
             raise NotFoundError(f"workflow '{self.name}' has no stage '{title_or_uuid}'; stages: {titles}")

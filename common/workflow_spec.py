@@ -9,6 +9,7 @@ at the first.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Mapping
 from typing import Any
 
@@ -19,6 +20,19 @@ from common.enums import StageType
 __all__ = ["PathwaySpec", "StageSpec", "WorkflowSpec", "check_spec"]
 
 
+def _canonical_uuid(value: str | None) -> str | None:
+    """A stage's or pathway's uuid as tasks and results spell it (lower case, hyphenated)."""
+    if value is None:
+        return None
+    try:
+        return str(uuid.UUID(value))
+    except ValueError:
+        raise ValueError(
+            f"uuid '{value}' is not a UUID; write it as 32 hex digits (8-4-4-4-12), or leave it out "
+            "and a stable one is made from the names"
+        ) from None
+
+
 class PathwaySpec(BaseModel):
     """One outgoing edge as written in the file."""
 
@@ -27,6 +41,8 @@ class PathwaySpec(BaseModel):
     uuid: str | None = None
     percentage: float | None = None
     users: list[str] | None = None
+
+    _uuid = field_validator("uuid")(_canonical_uuid)
 
 
 class StageSpec(BaseModel):
@@ -41,6 +57,8 @@ class StageSpec(BaseModel):
     certifications: list[str] = Field(default_factory=list)
     on_failure: str | None = None
     description: str = ""
+
+    _uuid = field_validator("uuid")(_canonical_uuid)
 
     @field_validator("pathways", mode="before")
     @classmethod

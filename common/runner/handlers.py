@@ -38,6 +38,7 @@ from common.runner.assets import fetch_assets
 from common.runner.context import TaskContext
 from common.runner.dependencies import Dependant, analyze, dep_asset, solve
 from common.runner.labels import LabelRowEditor
+from common.workflow_graph import canonical_key
 
 if TYPE_CHECKING:
     from common.runner.base import RunnerBase
@@ -70,8 +71,9 @@ def resolve_pathway(spec: TaskSpec, pathway: str | UUID) -> UUID:
     key = str(pathway)
     if key in spec.pathways:
         return spec.pathways[key]
+    canonical = canonical_key(key)
     for uid in spec.pathways.values():
-        if str(uid) == key:
+        if str(uid) == canonical:
             return uid
     names = ", ".join(f"'{n}' ({u})" for n, u in spec.pathways.items()) or "none"
     raise _HandlerError(

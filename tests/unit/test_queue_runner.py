@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from pathlib import Path
 
 import numpy
@@ -200,3 +201,14 @@ def test_results_for_a_list_are_a_list_in_order() -> None:
 
     # Then one result per spec comes back, in order
     assert [TaskCompletionResult.model_validate_json(r).task_uuid for r in out] == [s.uuid for s in specs]
+
+
+def test_a_pathway_uuid_in_upper_case_is_the_same_pathway() -> None:
+    # Given a stage whose pathway UUID has letters, and a handler that answers with it in upper case
+    labelled = uuid.UUID("abcdef12-3456-4789-8abc-def123456789")
+    spec = make_spec().model_copy(update={"pathways": {"labelled": labelled}})
+    runner = QueueRunner(project="apples")
+    handler = runner.stage("Pre-label")(lambda: str(labelled).upper())
+    # When it runs, Then the task moves along that pathway
+    result = _one(handler, spec.model_dump_json())
+    assert result.success and result.pathway == labelled

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import uuid
 from pathlib import Path
 
 import pytest
@@ -70,6 +71,44 @@ stages:
     # Then those UUIDs are used
     assert wf.start.uuid == stage_id
     assert wf.start.pathways[0].uuid == path_id
+
+
+def test_uuids_written_in_upper_case_are_kept_as_tasks_and_results_spell_them(tmp_path: Path) -> None:
+    # Given a file that writes a stage's and a pathway's UUID in upper case
+    stage_id, path_id = "AAAAAAAA-1111-4111-8111-111111111111", "BBBBBBBB-2222-4222-8222-222222222222"
+    text = f"""
+name: Shouting
+start: Annotate 1
+stages:
+  - title: Annotate 1
+    type: annotation
+    uuid: {stage_id}
+    pathways: {{submit: {{to: Review 1, uuid: {path_id}}}}}
+{GOOD_TAIL}"""
+    # When it is loaded
+    wf = load_workflow(write(tmp_path, text))
+    # Then they are stored as str(UUID) writes them, which is what specs and results carry
+    assert wf.start.uuid == str(uuid.UUID(stage_id)) == stage_id.lower()
+    assert wf.start.pathways[0].uuid == path_id.lower()
+    # And either spelling finds the stage and the pathway
+    assert wf.stage(stage_id) is wf.stage(stage_id.lower()) is wf.start
+    assert wf.start.pathway(path_id).uuid == path_id.lower()
+
+
+def test_a_uuid_that_is_not_one_is_refused_with_how_to_write_it(tmp_path: Path) -> None:
+    # Given a stage whose uuid is not a UUID
+    text = f"""
+name: Typo
+start: Annotate 1
+stages:
+  - title: Annotate 1
+    type: annotation
+    uuid: stage-one
+    pathways: {{submit: Review 1}}
+{GOOD_TAIL}"""
+    # When it is loaded, Then the error names the value and the form to use
+    with pytest.raises(InvalidInputError, match=r"uuid 'stage-one' is not a UUID; write it as 32 hex digits"):
+        load_workflow(write(tmp_path, text))
 
 
 def test_routers_are_hidden_from_users(store: Store) -> None:
