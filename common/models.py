@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from common.store.records import DataFile
 
-__all__ = ["LabelPayload", "TaskCompletionResult", "TaskSpec", "WorkKind"]
+__all__ = ["LabelPayload", "SpecIdentity", "TaskCompletionResult", "TaskSpec", "WorkKind"]
 
 WorkKind = Literal["agent", "totask.file", "totask.inference"]
 
@@ -66,6 +66,18 @@ class TaskSpec(BaseModel):
     params: dict[str, Any] = Field(default_factory=dict)
 
 
+class SpecIdentity(BaseModel):
+    """The part of a spec a failure result needs: read from a spec that is otherwise not valid."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    uuid: UUID
+    stage_uuid: UUID | None = None
+    lease_token: str
+    attempt: int = 1
+    run_id: str | None = None
+
+
 class TaskCompletionResult(BaseModel):
     """What a worker answers for one task, success or failure."""
 
@@ -90,7 +102,7 @@ class TaskCompletionResult(BaseModel):
     @classmethod
     def failed(
         cls,
-        spec: TaskSpec,
+        spec: TaskSpec | SpecIdentity,
         error: str,
         *,
         started_at: datetime | None = None,

@@ -20,15 +20,17 @@ from typing import Any
 from celery import Celery
 from celery.exceptions import SoftTimeLimitExceeded
 from celery.signals import worker_process_init
+from pydantic import ValidationError
 
 from common import redis_transport
 from common.batches import encode_result_batch, parse_specs
 from common.celery_app import RESULTS_QUEUE, publish_json, stage_task_name
+from common.errors import InvalidInputError
 from common.gc_tuning import tune_gc
 from common.loader import StageInfo, agents_of, load_runner
-from common.models import TaskCompletionResult, TaskSpec
+from common.models import SpecIdentity, TaskCompletionResult, TaskSpec
 
-__all__ = ["failure_results", "publish_results", "register_noop_task", "register_stage_tasks"]
+__all__ = ["failure_results", "publish_results", "register_noop_task", "register_stage_tasks", "split_readable"]
 
 log = logging.getLogger("annoflow.worker")
 
@@ -56,10 +58,10 @@ def publish_results(app: Celery, header: dict[str, Any], results: list[str], wor
     publish_json(app, encode_result_batch(json.dumps(header), worker, results), RESULTS_QUEUE)
 
 
-def _batch_specs(app: Celery, header: dict[str, Any], specs: list[str] | None) -> list[TaskSpec] | None:
-    """The batch's specs: in the message, or (a large batch on Redis) under the header's ``specs_key``."""
+def _batch_texts(app: Celery, header: dict[str, Any], specs: list[str] | None) -> list[str] | bytes | None:
+    """The batch's spec texts: in the message, or (a large batch on Redis) under the header's ``specs_key``."""
     if specs is not None:
-        return parse_specs(specs)
+        return specs
     key = header.get("specs_key")
     payload = redis_transport.fetch(app.conf.broker_url, key) if isinstance(key, str) else None
     if payload is None:
@@ -68,15 +70,52 @@ def _batch_specs(app: Celery, header: dict[str, Any], specs: list[str] | None) -
         log.warning(
             "batch %s has no specs at %s (applied already, or past its lease); skipped", header.get("batch_id"), key
         )
-        return None
-    return parse_specs(payload)
+    return payload
+
+
+def split_readable(texts: list[str] | bytes, worker: str) -> tuple[list[TaskSpec], list[str]]:
+    """A batch with specs that are not valid: the valid ones to run, and a failed result for each other one.
+
+    A spec that still names its task and lease is answered with the reason: the
+    applier then retries and finally fails that task (``annoflow tasks failed``
+    lists it) instead of its lease expiring and the same spec coming back
+    forever. One that does not is logged and left to its lease.
+    """
+    try:
+        items: Any = json.loads(texts) if isinstance(texts, bytes) else [json.loads(t) for t in texts]
+    except (ValueError, TypeError) as e:
+        log.error("a batch's specs are not JSON (%s); its tasks wait for their leases to expire", e)
+        return [], []
+    at = datetime.now(UTC)
+    readable: list[TaskSpec] = []
+    failed: list[str] = []
+    for item in items if isinstance(items, list) else []:
+        try:
+            readable.append(TaskSpec.model_validate(item))
+            continue
+        except ValidationError as e:
+            error = f"not a task spec: {e}; the producer and the workers must run the same annoflow version"
+        try:
+            identity = SpecIdentity.model_validate(item)
+        except ValidationError:
+            log.error("a spec names no task and lease; it waits for its lease to expire: %s", error)
+            continue
+        log.error("task %s: %s", identity.uuid, error)
+        failed.append(TaskCompletionResult.failed(identity, error, finished_at=at, worker=worker).model_dump_json())
+    return readable, failed
 
 
 def _run_batch(app: Celery, ref: str, stage_key: str, header: dict[str, Any], specs: list[str] | None) -> int:
     worker = f"{socket.gethostname()}:{os.getpid()}"
-    parsed = _batch_specs(app, header, specs)
-    if parsed is None:
+    texts = _batch_texts(app, header, specs)
+    if texts is None:
         return 0
+    unreadable: list[str] = []
+    try:
+        parsed = parse_specs(texts)
+    except InvalidInputError:
+        # Sending the batch again would not change a spec: run what can be read, answer the rest.
+        parsed, unreadable = split_readable(texts, worker)
     try:
         agent = _load_agents(ref)[stage_key]
         results = agent.run_specs_json(parsed)
@@ -93,7 +132,8 @@ def _run_batch(app: Celery, ref: str, stage_key: str, header: dict[str, Any], sp
     except Exception as e:  # a handler must not leave its tasks unanswered
         log.exception("batch %s of stage %s failed as a whole", header.get("batch_id"), stage_key)
         results = failure_results(parsed, f"{type(e).__name__}: {e}", worker)
-    publish_results(app, header, results, worker)
+    results += unreadable
+    publish_results(app, header, results, worker)  # even empty: the applier counts the batch as answered
     return len(results)
 
 

@@ -1,4 +1,4 @@
-"""Large stage batches on Redis: the specs wait under a key of their own, the message names it."""
+"""Stage batches on Redis: large ones wait under a key of their own; specs a worker cannot read are answered."""
 
 from __future__ import annotations
 
@@ -13,8 +13,9 @@ import redis
 
 from common.batches import SPECS_KEY_PREFIX, specs_key
 from common.celery_app import RESULTS_QUEUE, make_celery_app
-from common.redis_transport import message_body
+from common.redis_transport import message_body, push_many, task_envelope
 from common.store import Store
+from common.store.leases import FAILED, list_failed
 from tests.conftest import _postgres_store
 from tests.integration.pipeline_env import AGENTS, pipeline_for, run_in_thread, wait_until
 from tests.servers import require_redis
@@ -96,3 +97,36 @@ def test_a_batch_whose_specs_are_gone_is_skipped(pg_store: Store, tmp_path: Path
         # Then it answers nothing and publishes no results
         assert answered == 0
         assert redis.Redis.from_url(pipe.redis_url).llen(RESULTS_QUEUE) == 0
+
+
+def test_a_spec_the_worker_cannot_read_fails_its_task_and_the_rest_of_the_batch_runs(
+    pg_store: Store, tmp_path: Path
+) -> None:
+    # Given a batch of two whose second spec a worker cannot read (a producer of another version, say)
+    with pipeline_for(pg_store, tmp_path, ["good", "bad"]) as pipe:
+        client = redis.Redis.from_url(pipe.redis_url)
+        producer = pipe.producer(batch_size=2, max_in_flight=1, lease_seconds=120)
+        producing = run_in_thread(producer.run)
+        plan = producer.plans[0]
+        wait_until(lambda: client.llen(plan.queue) == 1, 20, "the batch on the stage queue")
+        header, specs = json.loads(message_body(client.rpop(plan.queue) or b""))[0]
+        bad = next(i for i, s in enumerate(specs) if json.loads(s)["data_title"] == "bad")
+        specs[bad] = json.dumps({**json.loads(specs[bad]), "created_at": "yesterday"})
+        app = make_celery_app(pipe.settings, pipe.pipeline)
+        push_many(pipe.redis_url, plan.queue, [task_envelope(app, plan.task_name, [header, specs], plan.queue, "[b]")])
+
+        # When a real worker and the applier (no retries) run it
+        pipe.start_worker()
+        applier = pipe.applier(num_retries=0)
+        run_in_thread(applier.run)
+        producing.join(60)
+        wait_until(lambda: applier.stats.applied + applier.stats.failed >= 2, 30, f"2 results; logs:\n{pipe.logs()}")
+        applier.stop.set()
+
+        # Then the good task moved on, and the bad one failed with the reason, listed as failed
+        by_title = {t.data_title: t for t in pg_store.iter_tasks(pipe.project.id)}
+        moved = [e.task_uuid for e in pg_store.events(pipe.project.id)]
+        assert moved == [by_title["good"].uuid]
+        failed = list_failed(pg_store, pipe.project.id)
+        assert [t.data_title for t in failed] == ["bad"] and failed[0].lease_token == FAILED
+        assert "not a task spec" in (failed[0].last_error or "") and "created_at" in (failed[0].last_error or "")
