@@ -7,11 +7,13 @@ error. Here a message is written under a hidden temporary name, which readers
 skip, and renamed into place once complete; a rename within one folder is atomic.
 
 Readers take messages in the order of their names (sorted as text), which
-start with the millisecond they were written. kombu breaks a tie at random (a
-UUID follows) and writes the millisecond with as many digits as it has, so a
-message written after the count gains a digit sorts before older ones. Here a
-process's messages never share a millisecond and the count always has 15
-digits, so messages are read in the order they were written.
+start with the millisecond they were written. kombu counts it from the
+machine's boot (a message left from before a reboot then sorts after new
+ones), breaks a tie at random (a UUID follows) and writes it with as many
+digits as it has (a message written after the count gains a digit sorts
+before older ones). Here the count is the wall clock's, always 15 digits, and
+a process's messages never share one, so messages are read in the order they
+were written.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from __future__ import annotations
 import os
 import threading
 import uuid
-from time import monotonic
+from time import time as wall_clock
 from typing import Any
 
 from kombu.exceptions import ChannelError
@@ -39,7 +41,7 @@ def _stamp() -> int:
     """The millisecond a message's name starts with: now, or one past this process's last (never the same)."""
     global _last_stamp
     with _stamp_lock:
-        _last_stamp = max(round(monotonic() * 1000), _last_stamp + 1)
+        _last_stamp = max(round(wall_clock() * 1000), _last_stamp + 1)
         return _last_stamp
 
 

@@ -70,7 +70,7 @@ def test_a_message_written_after_the_millisecond_count_gains_a_digit_is_read_aft
     options = transport_options(settings, PipelineSettings())
     clock = iter([9.999, 10.0])
     monkeypatch.setattr(fs_transport, "_last_stamp", 0)
-    monkeypatch.setattr(fs_transport, "monotonic", lambda: next(clock))
+    monkeypatch.setattr(fs_transport, "wall_clock", lambda: next(clock))
     with Connection(url, transport=broker_transport(url), transport_options=options) as conn:
         queue = conn.SimpleQueue("annoflow.test-digits")
         queue.put({"n": 1})
