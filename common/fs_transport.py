@@ -5,6 +5,10 @@ that lists the folder at that moment moves and reads it without taking the
 writer's lock: it can read an empty or half-written file and fail with a JSON
 error. Here a message is written under a hidden temporary name, which readers
 skip, and renamed into place once complete; a rename within one folder is atomic.
+A reader takes a message the same way, by renaming it to a hidden name in the
+same folder: one reader wins it, whole. (kombu moves it to the system's temporary
+folder, a copy when that is another file system, which a second reader can
+overwrite while the first still reads it.)
 
 Readers take messages in the order of their names (sorted as text), which
 start with the millisecond they were written. kombu counts it from the
@@ -21,12 +25,14 @@ from __future__ import annotations
 import os
 import threading
 import uuid
+from queue import Empty
 from time import time as wall_clock
 from typing import Any
 
 from kombu.exceptions import ChannelError
 from kombu.transport import filesystem as kombu_fs
-from kombu.utils.json import dumps
+from kombu.utils.encoding import bytes_to_str
+from kombu.utils.json import dumps, loads
 
 __all__ = ["TRANSPORT", "Channel", "Transport"]
 
@@ -61,6 +67,27 @@ class Channel(kombu_fs.Channel):
             os.replace(partial, final)
         except OSError as exc:
             raise ChannelError(f"Cannot add file {final!r} to directory") from exc
+
+    def _get(self, queue: Any, timeout: Any = None) -> Any:
+        """The oldest message of ``queue``; raises ``queue.Empty`` when there is none."""
+        wanted = f"{queue}.msg"
+        folder = self.data_folder_in
+        for name in sorted(os.listdir(folder)):
+            if name.startswith(".") or name.partition(".")[2] != wanted:
+                continue
+            taken = os.path.join(folder, f".{name}.{os.getpid()}.taken")  # hidden: readers skip it
+            try:
+                os.rename(os.path.join(folder, name), taken)
+            except OSError:  # another reader took it first
+                continue
+            try:
+                with open(taken, "rb") as f:
+                    payload = f.read()
+                os.remove(taken)
+            except OSError as exc:
+                raise ChannelError(f"Cannot read file {taken!r} from queue.") from exc
+            return loads(bytes_to_str(payload))
+        raise Empty()
 
 
 class Transport(kombu_fs.Transport):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -81,3 +82,23 @@ def test_a_message_written_after_the_millisecond_count_gains_a_digit_is_read_aft
         queue.close()
     # Then the older comes first (as text, "10000_..." sorts before "9999_..." unless padded)
     assert received == [1, 2]
+
+
+def test_a_reader_takes_a_message_within_the_queue_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Given the embedded broker, and no way to move a file elsewhere (kombu's own reader moves each
+    # message to the system's temporary folder: a copy a second reader can overwrite mid-read)
+    settings = Settings(home=tmp_path)
+    url = "filesystem://localhost/"
+    options = transport_options(settings, PipelineSettings())
+
+    def no_move(*_: Any) -> None:
+        raise AssertionError("a message left the queue folder")
+
+    monkeypatch.setattr(shutil, "move", no_move)
+    with Connection(url, transport=broker_transport(url), transport_options=options) as conn:
+        queue = conn.SimpleQueue("annoflow.test-take")
+        queue.put({"task": "t1"})
+        # When it is read, Then it arrives whole and nothing of it is left in the folder
+        assert queue.get(timeout=2).payload == {"task": "t1"}
+        assert not [n for n in os.listdir(options["data_folder_in"]) if "annoflow.test-take" in n]
+        queue.close()
