@@ -137,6 +137,14 @@ def _priority(priority: Any) -> float | None:
     return value
 
 
+class _OutOfTime(Exception):
+    """The batch's soft time limit interrupted a handler; carries that task's failed result."""
+
+    def __init__(self, result: dict[str, Any]) -> None:
+        super().__init__("out of time")
+        self.result = result
+
+
 class StageAgent:
     """A handler registered for one stage, wrapped to take task-spec JSON and answer result JSON.
 
@@ -230,15 +238,10 @@ class StageAgent:
         """
         results = []
         for i, spec in enumerate(specs):
-            started = _now()
             try:
-                results.append(self._run_one(spec, assets.get(str(spec.uuid))))
-            except SoftTimeLimitExceeded:
-                error = (
-                    "SoftTimeLimitExceeded: the handler ran past the batch's soft time limit; make it faster, "
-                    "or raise ANNOFLOW_SOFT_TIME_LIMIT"
-                )
-                results.append(self._result(spec, started, None, None, None, error))
+                results.append(self._run_one(spec, assets.get(str(spec.uuid)) if assets else None))
+            except _OutOfTime as e:
+                results.append(e.result)
                 unrun = "not run: an earlier task of its batch used up the batch's soft time limit"
                 results += [self._result(s, _now(), None, None, None, unrun) for s in specs[i + 1 :]]
                 break
@@ -260,8 +263,12 @@ class StageAgent:
             pathway, labels, priority = self._interpret(spec, ctx, answer)
         except _HandlerError as e:
             return self._result(spec, started, None, None, None, str(e))
-        except SoftTimeLimitExceeded:
-            raise  # the whole batch's limit: _run_in_turn answers the rest
+        except SoftTimeLimitExceeded:  # the whole batch's limit: _run_in_turn answers the rest
+            error = (
+                "SoftTimeLimitExceeded: the handler ran past the batch's soft time limit; make it faster, "
+                "or raise ANNOFLOW_SOFT_TIME_LIMIT"
+            )
+            raise _OutOfTime(self._result(spec, started, None, None, None, error)) from None
         except Exception as e:  # the handler's own failure becomes a failed result
             return self._result(spec, started, None, None, None, _error_text(e))
         finally:
