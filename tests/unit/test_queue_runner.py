@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy
@@ -10,7 +11,7 @@ import pytest
 
 from common.errors import InvalidInputError, NotFoundError
 from common.models import LabelPayload, TaskCompletionResult
-from common.runner import HandlerResult, LabelRowEditor, QueueRunner
+from common.runner import HandlerResult, LabelRowEditor, QueueRunner, StageAgent
 from common.store import DataUnit, Store
 from common.store.apply import apply_results
 from common.workflow import Workflow, load_workflow
@@ -29,6 +30,19 @@ def _one(agent: object, text: str) -> TaskCompletionResult:
     out = agent(text)  # type: ignore[operator]
     assert isinstance(out, str)
     return TaskCompletionResult.model_validate_json(out)
+
+
+def scripted(runner: QueueRunner, answers: Iterator[object]) -> StageAgent:
+    """A Pre-label handler that answers (or raises) the next of ``answers`` for each task."""
+
+    @runner.stage("Pre-label")
+    def handler() -> object:
+        answer = next(answers)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    return handler
 
 
 def test_a_stage_that_is_not_an_agent_stage_is_refused_with_the_line_to_use(wf: Workflow) -> None:
@@ -125,12 +139,7 @@ def test_result_json_is_the_models_json_and_bad_labels_or_priorities_are_failure
         ]
     )
 
-    @runner.stage("Pre-label")
-    def handler() -> object:
-        answer = next(answers)
-        if isinstance(answer, Exception):
-            raise answer
-        return answer
+    handler = scripted(runner, answers)
 
     # When the specs run through the JSON path a worker uses
     specs = [make_spec() for _ in range(8)]

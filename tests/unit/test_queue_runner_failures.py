@@ -10,6 +10,7 @@ from billiard.exceptions import SoftTimeLimitExceeded
 from common.models import LabelPayload, TaskCompletionResult
 from common.runner import HandlerResult, QueueRunner
 from tests.unit.test_dependencies import PATHWAYS, make_spec
+from tests.unit.test_queue_runner import scripted
 
 
 class _Unprintable(Exception):
@@ -31,17 +32,10 @@ def test_numpy_labels_become_plain_numbers_and_an_answer_that_cannot_be_written_
         HandlerResult(pathway="labelled", label_row=changed),
         OSError("cannot open caf\udce9.jpg"),
         _Unprintable(),
-        HandlerResult(pathway="labelled", label_row={"objects": [{"model": object()}]}),
+        HandlerResult(pathway="labelled", label_row={"objects": [{"model": object()}]}),  # type: ignore[arg-type]
         "labelled",
     ]
-    feed = iter(answers)
-
-    @runner.stage("Pre-label")
-    def handler() -> object:
-        answer = next(feed)
-        if isinstance(answer, Exception):
-            raise answer
-        return answer
+    handler = scripted(runner, iter(answers))
 
     # When one batch of six runs through the worker's JSON path
     texts = handler.run_specs_json([make_spec() for _ in answers])

@@ -54,10 +54,9 @@ def test_uuids_are_stable_across_loads_and_round_trips() -> None:
     assert len({u for u, _ in ids.values()}) == len(ids)
 
 
-def test_uuids_given_in_the_file_are_kept(tmp_path: Path) -> None:
-    # Given a file that fixes a stage's and a pathway's UUID
-    stage_id, path_id = "11111111-1111-4111-8111-111111111111", "22222222-2222-4222-8222-222222222222"
-    text = f"""
+def _with_uuids(stage_id: str, path_id: str) -> str:
+    """A workflow whose first stage and its pathway have the UUIDs given."""
+    return f"""
 name: Fixed
 start: Annotate 1
 stages:
@@ -66,8 +65,13 @@ stages:
     uuid: {stage_id}
     pathways: {{submit: {{to: Review 1, uuid: {path_id}}}}}
 {GOOD_TAIL}"""
+
+
+def test_uuids_given_in_the_file_are_kept(tmp_path: Path) -> None:
+    # Given a file that fixes a stage's and a pathway's UUID
+    stage_id, path_id = "11111111-1111-4111-8111-111111111111", "22222222-2222-4222-8222-222222222222"
     # When it is loaded
-    wf = load_workflow(write(tmp_path, text))
+    wf = load_workflow(write(tmp_path, _with_uuids(stage_id, path_id)))
     # Then those UUIDs are used
     assert wf.start.uuid == stage_id
     assert wf.start.pathways[0].uuid == path_id
@@ -76,17 +80,8 @@ stages:
 def test_uuids_written_in_upper_case_are_kept_as_tasks_and_results_spell_them(tmp_path: Path) -> None:
     # Given a file that writes a stage's and a pathway's UUID in upper case
     stage_id, path_id = "AAAAAAAA-1111-4111-8111-111111111111", "BBBBBBBB-2222-4222-8222-222222222222"
-    text = f"""
-name: Shouting
-start: Annotate 1
-stages:
-  - title: Annotate 1
-    type: annotation
-    uuid: {stage_id}
-    pathways: {{submit: {{to: Review 1, uuid: {path_id}}}}}
-{GOOD_TAIL}"""
     # When it is loaded
-    wf = load_workflow(write(tmp_path, text))
+    wf = load_workflow(write(tmp_path, _with_uuids(stage_id, path_id)))
     # Then they are stored as str(UUID) writes them, which is what specs and results carry
     assert wf.start.uuid == str(uuid.UUID(stage_id)) == stage_id.lower()
     assert wf.start.pathways[0].uuid == path_id.lower()
