@@ -59,10 +59,13 @@ class Stage(BaseModel):
         Raises:
             NotFoundError: no such pathway; the message lists the stage's pathways.
         """
-        for key in dict.fromkeys([name_or_uuid, canonical_key(name_or_uuid)]):
-            for p in self.pathways:
-                if key in (p.name, p.uuid):
-                    return p
+        for p in self.pathways:
+            if name_or_uuid in (p.name, p.uuid):
+                return p
+        canonical = canonical_key(name_or_uuid)  # only on a miss: the applier looks up every result
+        for p in self.pathways:
+            if p.uuid == canonical:
+                return p
         names = ", ".join(f"'{p.name}' ({p.uuid})" for p in self.pathways) or "none"
         raise NotFoundError(f"stage '{self.title}' has no pathway '{name_or_uuid}'; its pathways are: {names}")
 

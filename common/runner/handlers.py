@@ -71,7 +71,7 @@ def resolve_pathway(spec: TaskSpec, pathway: str | UUID) -> UUID:
     key = str(pathway)
     if key in spec.pathways:
         return spec.pathways[key]
-    canonical = canonical_key(key)
+    canonical = key if isinstance(pathway, UUID) else canonical_key(key)
     for uid in spec.pathways.values():
         if str(uid) == canonical:
             return uid
