@@ -1,7 +1,8 @@
 """Pre-processors by name: in-process plugins and remote model servers, and their readiness.
 
-A name resolves to, in order: a registered plugin or server (``haar-face`` is built in),
-an ``http(s)://`` model-server URL, or a ``package.module:Class`` plugin to import.
+A name resolves to, in order: a registered plugin or server (``haar-face``, ``onnx`` and
+``text`` are built in), a ``v2+http(s)://HOST/v2/models/NAME`` model on a KServe v2 /
+Triton server, an ``http(s)://`` model-server URL, or a ``package.module:Class`` plugin.
 Instances are made and loaded once per process, lazily, so a forked worker loads its own.
 """
 
@@ -13,19 +14,27 @@ import threading
 import time
 from collections.abc import Callable
 
-from common.errors import InvalidInputError, NotFoundError, TransientError
-from common.totask.preprocessors.base import InferenceItem, Prediction, PreProcessor
+from common.errors import AnnoflowError, InvalidInputError, NotFoundError, TransientError
+from common.totask.params import PreProcessorParams
+from common.totask.preprocessors.base import ChecksParams, InferenceItem, Prediction, PreProcessor
 from common.totask.preprocessors.haar import HaarFaceDetector
+from common.totask.preprocessors.kserve import V2_SCHEME, V2PreProcessor
+from common.totask.preprocessors.onnx import OnnxDetector
 from common.totask.preprocessors.remote import RemotePreProcessor
+from common.totask.preprocessors.text import TextDetector
 
 __all__ = [
     "REGISTRY",
+    "ChecksParams",
     "HaarFaceDetector",
     "InferenceItem",
+    "OnnxDetector",
     "PreProcessor",
     "PreProcessorRegistry",
     "Prediction",
     "RemotePreProcessor",
+    "TextDetector",
+    "V2PreProcessor",
     "ensure_ready",
 ]
 
@@ -49,6 +58,10 @@ class PreProcessorRegistry:
         """Register a remote model server under a name."""
         self._factories[name] = lambda: RemotePreProcessor(name, url, version)
 
+    def register_v2(self, name: str, url: str, model: str) -> None:
+        """Register a model on a KServe v2 / Triton inference server (``url`` is the server's base URL)."""
+        self._factories[name] = lambda: V2PreProcessor(name, url, model)
+
     def names(self) -> list[str]:
         """The registered names."""
         return sorted(self._factories)
@@ -62,6 +75,8 @@ class PreProcessorRegistry:
         """
         if name in self._factories:
             return self._factories[name]()
+        if name.startswith(V2_SCHEME):
+            return V2PreProcessor.from_url(name)
         if name.startswith(("http://", "https://")):
             return RemotePreProcessor(name, name)
         if ":" in name:
@@ -102,16 +117,21 @@ class PreProcessorRegistry:
                 self._loaded[name] = instance
             return self._loaded[name]
 
-    def ensure_ready(self, name: str, timeout: float = 180.0, poll: float = 0.5) -> PreProcessor:
+    def ensure_ready(
+        self, name: str, timeout: float = 180.0, poll: float = 0.5, params: PreProcessorParams | None = None
+    ) -> PreProcessor:
         """Check the pre-processor is active, start it if we can, wait until it is ready.
 
         In-process plugins are started by loading them; a remote server is polled on
-        ``/health`` until it answers ready or ``timeout`` seconds pass.
+        ``/health`` until it answers ready or ``timeout`` seconds pass. Given the run's
+        ``params``, a pre-processor with a ``check`` (``ChecksParams``) then checks them
+        against its model (file, input shape, class names).
 
         Raises:
             NotFoundError: the name resolves to nothing.
             TransientError: "Pre-processor not active", when it fails to load or is not
                 ready within ``timeout``.
+            InvalidInputError: the parameters do not fit the model (from ``check``).
         """
         deadline = time.monotonic() + timeout
         try:
@@ -125,24 +145,41 @@ class PreProcessorRegistry:
             ) from e
         while not instance.health():
             if time.monotonic() >= deadline:
-                where = f" at {instance.base_url}" if isinstance(instance, RemotePreProcessor) else ""
+                where = f" at {instance.base_url}" if isinstance(instance, RemotePreProcessor | V2PreProcessor) else ""
                 raise TransientError(
                     f"Pre-processor not active: {name!r}{where} was not ready within {timeout:g} s; "
                     "deploy and start it before running inference annotation"
                 )
             time.sleep(min(poll, max(0.0, deadline - time.monotonic())))
+        if params is not None and isinstance(instance, ChecksParams):
+            try:
+                instance.check(params)
+            except AnnoflowError:
+                raise
+            except Exception as e:  # a plugin's check may fail any way it likes
+                raise InvalidInputError(
+                    f"Pre-processor {name!r} refused the parameters ({type(e).__name__}: {e}); fix pre_processor_params"
+                ) from e
         return instance
 
 
 REGISTRY = PreProcessorRegistry()
 REGISTRY.register("haar-face", HaarFaceDetector)
+REGISTRY.register("onnx", OnnxDetector)
+REGISTRY.register("text", TextDetector)
 
 
-def ensure_ready(name: str, timeout: float = 180.0, registry: PreProcessorRegistry | None = None) -> PreProcessor:
+def ensure_ready(
+    name: str,
+    timeout: float = 180.0,
+    registry: PreProcessorRegistry | None = None,
+    params: PreProcessorParams | None = None,
+) -> PreProcessor:
     """Check and wait for a pre-processor in the default registry (see ``PreProcessorRegistry.ensure_ready``).
 
     Raises:
         NotFoundError: unknown name.
         TransientError: "Pre-processor not active".
+        InvalidInputError: the parameters do not fit the model.
     """
-    return (registry or REGISTRY).ensure_ready(name, timeout)
+    return (registry or REGISTRY).ensure_ready(name, timeout, params=params)

@@ -9,7 +9,7 @@ from typing import Any, Protocol, runtime_checkable
 from common.totask.objects import AnnotationObject
 from common.totask.params import PreProcessorParams
 
-__all__ = ["InferenceItem", "PreProcessor", "Prediction"]
+__all__ = ["ChecksParams", "InferenceItem", "PreProcessor", "Prediction"]
 
 Prediction = list[AnnotationObject | dict[str, Any]]
 """One image's objects: native objects or native object dicts."""
@@ -53,4 +53,16 @@ class PreProcessor(Protocol):
 
     def predict(self, batch: Sequence[InferenceItem], params: PreProcessorParams) -> list[Prediction]:
         """Predict objects for each item of the batch, in order."""
+        ...
+
+
+@runtime_checkable
+class ChecksParams(Protocol):
+    """A pre-processor that can check a run's parameters against its model before the run claims tasks.
+
+    Optional: ``ensure_ready`` calls ``check`` once the pre-processor is ready, when it has one.
+    """
+
+    def check(self, params: PreProcessorParams) -> None:
+        """Raise ``InvalidInputError`` (one line: what is wrong, how to fix it) for parameters the model cannot take."""
         ...
