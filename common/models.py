@@ -17,11 +17,19 @@ from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from common.store.records import DataFile
-
-__all__ = ["LabelPayload", "SpecIdentity", "TaskCompletionResult", "TaskSpec", "WorkKind"]
+__all__ = ["DataFile", "LabelPayload", "SpecIdentity", "TaskCompletionResult", "TaskSpec", "WorkKind"]
 
 WorkKind = Literal["agent", "totask.file", "totask.inference"]
+
+
+class DataFile(BaseModel):
+    """One file of a data unit, under its specification name (the store hands out the same model)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    url: str
+    original_name: str = ""
+    is_primary: bool = False
 
 
 class LabelPayload(BaseModel):

@@ -28,11 +28,12 @@ from common.errors import TransientError
 from common.loader import load_runner
 from common.settings import Settings
 from common.store import ProjectRecord, Store
-from producer.apply import ResultApplier
-from producer.apply_stats import ApplierStats
-from producer.inflight import make_ledger
-from producer.produce import Producer, ProduceStats, plan_stages
-from producer.run_lineage import AgentRun
+from producer.apply.applier import ResultApplier
+from producer.apply.stats import ApplierStats
+from producer.enumerate.inflight import make_ledger
+from producer.enumerate.plan import plan_stages
+from producer.enumerate.produce import Producer, ProduceStats
+from producer.lineage import AgentRun
 
 __all__ = ["EmbeddedOptions", "RunSummary", "run_embedded", "spawn_worker"]
 
@@ -79,7 +80,7 @@ def spawn_worker(
     cmd = [
         sys.executable,
         "-m",
-        "producer",
+        "cli",
         "worker",
         "--agents",
         ref,

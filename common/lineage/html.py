@@ -11,8 +11,8 @@ from __future__ import annotations
 import html
 import json
 
+from common.lineage.data import graph_data
 from common.lineage.model import LineageGraph
-from common.lineage.render import graph_data
 
 __all__ = ["to_html"]
 

@@ -3,19 +3,15 @@
 from __future__ import annotations
 
 import json
-from typing import Any
 
 from common.errors import InvalidInputError
-from common.lineage.model import LineageGraph, LineageNode, NodeKind
+from common.lineage.data import graph_data, node_ref
+from common.lineage.html import to_html
+from common.lineage.model import LineageGraph, NodeKind
 
-__all__ = ["FORMATS", "graph_data", "render", "to_dot", "to_json", "to_mermaid"]
+__all__ = ["FORMATS", "render", "to_dot", "to_json", "to_mermaid"]
 
 FORMATS = ("mermaid", "dot", "json", "html")
-
-
-def _nid(node_id: int) -> str:
-    # Group cards have negative ids; identifiers must stay plain letters and digits.
-    return f"n{node_id}" if node_id >= 0 else f"g{-node_id}"
 
 
 def _mermaid_text(text: str) -> str:
@@ -36,12 +32,11 @@ def to_mermaid(graph: LineageGraph) -> str:
     lines = ["flowchart LR"]
     for n in graph.nodes:
         left, right = _MERMAID_SHAPES.get(n.kind, ("[", "]"))
-        lines.append(
-            f'    {_nid(n.id)}{left}"{_mermaid_text(n.title)}<br/><small>{_mermaid_text(n.subtitle)}</small>"{right}'
-        )
-    lines.extend(f"    {_nid(e.source)} --> {_nid(e.target)}" for e in graph.edges)
+        label = f"{_mermaid_text(n.title)}<br/><small>{_mermaid_text(n.subtitle)}</small>"
+        lines.append(f'    {node_ref(n.id)}{left}"{label}"{right}')
+    lines.extend(f"    {node_ref(e.source)} --> {node_ref(e.target)}" for e in graph.edges)
     for kind in sorted({n.kind for n in graph.nodes}, key=lambda k: k.value):
-        members = ",".join(_nid(n.id) for n in graph.nodes if n.kind is kind)
+        members = ",".join(node_ref(n.id) for n in graph.nodes if n.kind is kind)
         lines.append(f"    class {members} {kind.value}")
     return "\n".join(lines) + "\n"
 
@@ -73,36 +68,10 @@ def to_dot(graph: LineageGraph) -> str:
         fill = n.settings.get("icon_bg_color", "#e8f0fe" if n.kind is NodeKind.RUN else "#ffffff")
         label = f"{_dot_text(n.title)}\\n{_dot_text(n.subtitle)}"
         url = f', URL="{_dot_text(n.settings["url"])}"' if "url" in n.settings else ""
-        lines.append(f'    {_nid(n.id)} [label="{label}", shape={shape}, fillcolor="{_dot_text(fill)}"{url}];')
-    lines.extend(f"    {_nid(e.source)} -> {_nid(e.target)};" for e in graph.edges)
+        lines.append(f'    {node_ref(n.id)} [label="{label}", shape={shape}, fillcolor="{_dot_text(fill)}"{url}];')
+    lines.extend(f"    {node_ref(e.source)} -> {node_ref(e.target)};" for e in graph.edges)
     lines.append("}")
     return "\n".join(lines) + "\n"
-
-
-def _node_data(n: LineageNode) -> dict[str, Any]:
-    return {
-        "id": _nid(n.id),
-        "kind": n.kind.value,
-        "key": n.key,
-        "project_id": n.project_id,
-        "title": n.title,
-        "subtitle": n.subtitle,
-        "icon": n.icon,
-        "settings": n.settings,
-        "attrs": n.attrs,
-    }
-
-
-def graph_data(graph: LineageGraph) -> dict[str, Any]:
-    """The view as plain JSON-ready data (what the JSON format and the HTML page carry)."""
-    return {
-        "scope": graph.scope,
-        "nodes": [_node_data(n) for n in graph.nodes],
-        "edges": [
-            {"source": _nid(e.source), "target": _nid(e.target), "run_id": e.run_id, "settings": e.settings}
-            for e in graph.edges
-        ],
-    }
 
 
 def to_json(graph: LineageGraph) -> str:
@@ -115,8 +84,6 @@ def render(graph: LineageGraph, fmt: str, title: str = "annoflow lineage") -> st
     Raises:
         InvalidInputError: the format is unknown.
     """
-    from common.lineage.html import to_html  # html.py builds on this module; import it late
-
     match fmt:
         case "mermaid":
             return to_mermaid(graph)

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, overload
+from typing import Any, Protocol, overload
 from uuid import UUID
 
 from billiard.exceptions import SoftTimeLimitExceeded
@@ -40,13 +40,20 @@ from common.runner.dependencies import Dependant, analyze, dep_asset, solve
 from common.runner.labels import LabelRowEditor
 from common.workflow_graph import canonical_key
 
-if TYPE_CHECKING:
-    from common.runner.base import RunnerBase
-
-__all__ = ["HandlerResult", "StageAgent"]
+__all__ = ["HandlerResult", "SpecSource", "StageAgent"]
 
 _ERROR_CHARS = 4000  # keep the end of a traceback: that is where the cause is
 _WORKER = f"{socket.gethostname()}:{os.getpid()}"
+
+
+class SpecSource(Protocol):
+    """What a stage agent asks its runner for: claimed specs of its stage (the runners implement it)."""
+
+    def claim_specs(
+        self, agent: StageAgent, *, batch_size: int, limit: int | None = None, lease_seconds: float = 600.0
+    ) -> Iterator[list[TaskSpec]]:
+        """Claim the agent stage's waiting tasks batch by batch and yield their specs."""
+        ...
 
 
 @dataclass
@@ -154,7 +161,7 @@ class StageAgent:
 
     def __init__(
         self,
-        runner: RunnerBase,
+        runner: SpecSource,
         stage_key: str,
         handler: Callable[..., Any],
         *,

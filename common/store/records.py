@@ -8,6 +8,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from common.enums import Role, TaskStatus
+from common.models import DataFile
 
 __all__ = [
     "DataFile",
@@ -38,14 +39,6 @@ class ProjectRecord(_Record):
     description: str
     workflow_version: int
     created_at: datetime
-
-
-class DataFile(_Record):
-    """One file of a data unit, under its specification name."""
-
-    url: str
-    original_name: str = ""
-    is_primary: bool = False
 
 
 class DataUnit(_Record):

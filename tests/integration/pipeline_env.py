@@ -25,9 +25,10 @@ from common.loader import load_runner
 from common.settings import Settings
 from common.store import ProjectRecord, Store
 from common.workflow import load_workflow
-from producer.apply import ResultApplier
-from producer.inflight import make_ledger
-from producer.produce import Producer, plan_stages
+from producer.apply.applier import ResultApplier
+from producer.enumerate.inflight import make_ledger
+from producer.enumerate.plan import plan_stages
+from producer.enumerate.produce import Producer
 from tests.helpers import make_units
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -85,7 +86,7 @@ class Pipeline:
         """Start ``annoflow ARGS`` as a child process in its own process group."""
         out = open(self.tmp / f"{log}-{len(self.procs)}.log", "wb")  # noqa: SIM115 (closed with the process)
         proc = subprocess.Popen(
-            [sys.executable, "-m", "producer", *args],
+            [sys.executable, "-m", "cli", *args],
             cwd=ROOT,
             env=env or self.env(),
             stdout=out,

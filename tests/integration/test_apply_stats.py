@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import pytest
 
 from common.store.apply import ApplyOutcome
-from producer.apply_stats import RedisApplyStats
+from producer.apply.stats import RedisApplyStats
 from tests.servers import REDIS_URL, require_redis
 
 pytestmark = pytest.mark.integration

@@ -29,9 +29,9 @@ from common.settings import Settings
 from common.store import Store, TaskRecord
 from common.store.leases import claim_tasks
 from common.workflow import load_workflow
-from producer.apply import ResultApplier
-from producer.dead_letters import DeadLetter, DeadLetters, peek, purge, requeue, summary
-from producer.inflight import make_ledger
+from producer.apply.applier import ResultApplier
+from producer.apply.dead_letters import DeadLetter, DeadLetters, peek, purge, requeue, summary
+from producer.enumerate.inflight import make_ledger
 from tests.helpers import batch_header, make_units
 from tests.integration.pipeline_env import WORKFLOW, free_redis_db
 from tests.servers import require_rabbitmq, require_redis

@@ -22,15 +22,16 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
+from cli import app as cli
+from cli import main as cli_main
 from common.celery_app import PipelineSettings
 from common.enums import Role
 from common.lineage import LineageGraph, NodeKind, lineage_graph
 from common.settings import Settings
 from common.store import DataFile, DataUnit, ProjectRecord, Store
 from common.workflow import load_workflow
-from producer import cli
-from producer.totask import ToTaskAction, ToTaskOptions
-from producer.totask_workers import spawn_totask_worker, stop_worker
+from producer.totask.action import ToTaskAction, ToTaskOptions
+from producer.totask.workers import spawn_totask_worker, stop_worker
 from tests.conftest import FIXTURES
 from tests.helpers import make_units
 from tests.integration.pipeline_env import AGENTS, ROOT, WORKFLOW
@@ -47,7 +48,7 @@ def _annoflow(args: list[str], tmp: Path) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("ANNOFLOW_")}
     env.update(ANNOFLOW_HOME=str(tmp / "home"), PYTHONPATH=str(ROOT), COLUMNS="200")
     return subprocess.run(
-        [sys.executable, "-m", "producer", *args], cwd=tmp, env=env, capture_output=True, text=True, timeout=120
+        [sys.executable, "-m", "cli", *args], cwd=tmp, env=env, capture_output=True, text=True, timeout=120
     )
 
 
@@ -58,7 +59,7 @@ def _cli(monkeypatch: pytest.MonkeyPatch, tmp: Path, *args: str) -> str:
     monkeypatch.setenv("ANNOFLOW_HOME", str(tmp / "home"))
     monkeypatch.setenv("COLUMNS", "200")
     cli.settings.cache_clear()
-    cli._register()
+    cli_main.register()
     try:
         result = CliRunner().invoke(cli.app, list(args))
     finally:
@@ -292,7 +293,7 @@ def test_produce_session_records_an_agent_run_with_its_inputs(store: Store, tmp_
     store.add_data_units(project.id, store.dataset(project.id, "items"), make_units([f"it-{i}" for i in range(3)]))
     env = {k: v for k, v in os.environ.items() if not k.startswith("ANNOFLOW_")}
     env.update(ANNOFLOW_HOME=str(tmp_path / "home"), PYTHONPATH=str(ROOT))
-    cmd = [sys.executable, "-m", "producer", "produce", "--project", "pipe", "--agents", AGENTS]
+    cmd = [sys.executable, "-m", "cli", "produce", "--project", "pipe", "--agents", AGENTS]
     proc = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         # When it has claimed every task, and is stopped with SIGTERM

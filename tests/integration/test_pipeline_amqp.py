@@ -76,9 +76,7 @@ def test_a_run_on_rabbitmq_moves_every_task_once(rabbitmq: str, tmp_path: Path) 
 
     # When 'annoflow run' runs producer and applier here and one worker process, batches of 4
     args = ["run", "--project", "pipe", "--agents", AGENTS, "--workers", "1", "--task-batch-size", "4"]
-    done = subprocess.run(
-        [sys.executable, "-m", "producer", *args], env=env, capture_output=True, text=True, timeout=120
-    )
+    done = subprocess.run([sys.executable, "-m", "cli", *args], env=env, capture_output=True, text=True, timeout=120)
 
     # Then it exits once drained, with every task in its next stage and one move each in the history
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
@@ -114,7 +112,7 @@ def test_producer_applier_and_worker_apart_share_only_broker_and_store(
         )
         log = open(tmp_path / f"{name}.log", "wb")  # noqa: SIM115 (closed with the process)
         return subprocess.Popen(
-            [sys.executable, "-m", "producer", *args],
+            [sys.executable, "-m", "cli", *args],
             cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
         )  # fmt: skip
 

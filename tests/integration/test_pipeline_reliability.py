@@ -115,7 +115,7 @@ def test_hanging_handler_fails_retries_then_tasks_retry_sends_it_again(pg_store:
         assert applier.stats.retried == 1 and applier.stats.failed == 1
         env = pipe.env(ANNOFLOW_STORE_URL=POSTGRES_URL, PGOPTIONS=f"-csearch_path={schema_of(pg_store)}")
         listed = subprocess.run(
-            [sys.executable, "-m", "producer", "tasks", "failed", "--project", "pipe"],
+            [sys.executable, "-m", "cli", "tasks", "failed", "--project", "pipe"],
             cwd=ROOT,
             env=env,
             capture_output=True,
@@ -127,7 +127,7 @@ def test_hanging_handler_fails_retries_then_tasks_retry_sends_it_again(pg_store:
         # When the handler is fixed and 'annoflow tasks retry' sends it again
         (tmp_path / "fixed").touch()
         retried = subprocess.run(
-            [sys.executable, "-m", "producer", "tasks", "retry", "--project", "pipe"],
+            [sys.executable, "-m", "cli", "tasks", "retry", "--project", "pipe"],
             cwd=ROOT,
             env=env,
             capture_output=True,

@@ -22,8 +22,8 @@ from common.specs import build_specs
 from common.store import ActionRequest, Store
 from common.store.leases import claim_tasks
 from common.workflow import load_workflow
-from producer import produce
-from producer.inflight import KEY_PREFIX as LEDGER_PREFIX
+from producer.enumerate import produce
+from producer.enumerate.inflight import KEY_PREFIX as LEDGER_PREFIX
 from tests.conftest import _postgres_store
 from tests.helpers import make_units
 from tests.integration.pipeline_agents import runner
@@ -156,7 +156,7 @@ def test_malformed_results_go_to_dead_letter_once(pg_store: Store, tmp_path: Pat
             producer = conn.Producer()
             published = ["{not json", json.dumps({"header": {"batch_id": 1}, "results": "x"})]
             for body in published:
-                producer.publish(
+                producer.enumerate.publish(
                     body,
                     exchange=queue.exchange,
                     routing_key=RESULTS_QUEUE,
@@ -196,7 +196,7 @@ def test_embedded_run_needs_no_servers(tmp_path: Path) -> None:
         [
             sys.executable,
             "-m",
-            "producer",
+            "cli",
             "run",
             "--project",
             "pipe",

@@ -14,8 +14,8 @@ from kombu.connection import Connection
 from kombu.messaging import Producer
 
 from common.redis_transport import TRANSPORT, message_body
-from producer.queue_depth import RedisQueueReader
-from producer.redis_results import APPLIERS_KEY, ResultReader
+from producer.apply.redis_results import APPLIERS_KEY, ResultReader
+from producer.observe.queue_depth import RedisQueueReader
 from tests.servers import require_redis
 
 pytestmark = pytest.mark.integration
@@ -44,7 +44,7 @@ def _publish(queue: str, bodies: list[str]) -> None:
     with Connection(REDIS_URL, transport=TRANSPORT) as conn:
         producer = Producer(conn.channel())
         for body in bodies:
-            producer.publish(
+            producer.enumerate.publish(
                 body, exchange="", routing_key=queue, content_type="application/json", content_encoding="utf-8"
             )
 

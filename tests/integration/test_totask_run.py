@@ -26,7 +26,7 @@ from common.store import ActionRequest, DataFile, DataUnit, LabelRow, ProjectRec
 from common.store.totask_runs import list_failures
 from common.workflow import load_workflow, parse_workflow
 from producer.embedded import EmbeddedOptions, run_embedded
-from producer.totask import ToTaskAction, ToTaskOptions
+from producer.totask.action import ToTaskAction, ToTaskOptions
 from tests.conftest import FIXTURES, _postgres_store
 from tests.integration.pipeline_env import ROOT, kill_group
 from tests.integration.test_totask_http import LocalServer, serve
@@ -49,7 +49,7 @@ def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     env.update(ANNOFLOW_HARD_TIME_LIMIT="30", ANNOFLOW_VISIBILITY_TIMEOUT="60")
     with open(log, "wb") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "producer", "totask", "worker", "--concurrency", "2", "--loglevel", "WARNING"],
+            [sys.executable, "-m", "cli", "totask", "worker", "--concurrency", "2", "--loglevel", "WARNING"],
             cwd=ROOT,
             env=env,
             stdout=out,

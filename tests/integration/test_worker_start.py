@@ -17,7 +17,7 @@ pytestmark = pytest.mark.integration
 
 
 def _worker(agents: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    args = [sys.executable, "-m", "producer", "worker", "--agents", agents, "--concurrency", "1"]
+    args = [sys.executable, "-m", "cli", "worker", "--agents", agents, "--concurrency", "1"]
     return subprocess.run(args, env=env, capture_output=True, text=True, timeout=60)
 
 

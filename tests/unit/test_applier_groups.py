@@ -14,10 +14,10 @@ from common.batches import ResultBatch
 from common.errors import TransientError
 from common.models import TaskCompletionResult
 from common.store.apply import ApplyOutcome
-from producer import apply as apply_module
-from producer.apply import ResultApplier
-from producer.apply_stats import MemoryApplyStats
-from producer.inflight import RedisLedger
+from producer.apply import applier as apply_module
+from producer.apply.applier import ResultApplier
+from producer.apply.stats import MemoryApplyStats
+from producer.enumerate.inflight import RedisLedger
 from tests.helpers import batch_header
 
 POISON = uuid.uuid4()  # a task whose result breaks any transaction it is in

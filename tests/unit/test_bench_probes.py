@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-from producer.bench_probes import _cpu_tree_s, rss_mb, thin
+from bench.probes import _cpu_tree_s, rss_mb, thin
 
 
 def test_timeline_keeps_at_most_sixty_points_first_and_last() -> None:
@@ -62,7 +62,7 @@ def _burn(seconds: float) -> None:
 def test_cpu_periods_add_up_and_what_happens_between_them_does_not_count() -> None:
     import redis
 
-    from producer.bench_probes import Cpu
+    from bench.probes import Cpu
 
     # Given a probe of this process counting two periods of 0.2 s of CPU, with 0.4 s burnt between them
     client: redis.Redis = _FakeRedis()  # type: ignore[assignment]

@@ -13,7 +13,8 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner, Result
 
-from producer import cli
+from cli import app as cli
+from cli import main as cli_main
 
 FIXTURES = Path(__file__).parent.parent / "fixtures"
 ANNOFLOW = Path(sys.executable).parent / "annoflow"
@@ -29,7 +30,7 @@ def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, s
     for key, value in values.items():
         monkeypatch.setenv(key, value)
     cli.settings.cache_clear()
-    cli._register()
+    cli_main.register()
     yield values
     cli.settings.cache_clear()
 

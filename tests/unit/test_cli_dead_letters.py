@@ -11,10 +11,11 @@ import pytest
 from kombu.connection import Connection
 from typer.testing import CliRunner, Result
 
+from cli import app as cli
+from cli import main as cli_main
 from common.celery_app import DEAD_LETTER_QUEUE, PipelineSettings, broker_transport, make_queue, transport_options
 from common.settings import Settings
-from producer import cli
-from producer.dead_letters import DeadLetter
+from producer.apply.dead_letters import DeadLetter
 
 
 @pytest.fixture
@@ -24,7 +25,7 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     monkeypatch.setenv("ANNOFLOW_HOME", str(tmp_path / "home"))
     monkeypatch.setenv("COLUMNS", "200")
     cli.settings.cache_clear()
-    cli._register()
+    cli_main.register()
     yield tmp_path / "home"
     cli.settings.cache_clear()
 

@@ -6,7 +6,7 @@ import time
 from pathlib import Path
 
 from common.store import Store
-from producer.inflight import FileLedger, Ledger, RedisLedger, StoreLedger, make_ledger
+from producer.enumerate.inflight import FileLedger, Ledger, RedisLedger, StoreLedger, make_ledger
 
 
 def _counts_live_batches_and_forgets_expired_ones(ledger: Ledger) -> None:

@@ -9,11 +9,12 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner, Result
 
+from cli import app as cli
+from cli import main as cli_main
 from common.enums import Action, Role
 from common.lineage import record_run_lineage
 from common.store import ActionRequest, Store
 from common.workflow import Workflow
-from producer import cli
 from tests.helpers import make_project
 
 ADMIN = "chris@acme.com"
@@ -27,7 +28,7 @@ def apples(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, seed_workflow: Workf
     monkeypatch.setenv("ANNOFLOW_HOME", str(tmp_path / "home"))
     monkeypatch.setenv("COLUMNS", "200")
     cli.settings.cache_clear()
-    cli._register()
+    cli_main.register()
     store = cli.open_store()
     project = make_project(store, seed_workflow, ["a.jpg", "b.jpg"], users={ADMIN: Role.ADMIN})
     first = next(store.iter_tasks(project.id))
@@ -112,7 +113,7 @@ def test_lineage_errors_say_how_to_fix(apples: Store) -> None:
 
 def test_bench_versions_reports_the_size_ratio() -> None:
     # When the versions benchmark runs small
-    cli._register()
+    cli_main.register()
     out = run("bench", "versions", "--tasks", "400", "--versions", "3", "--change", "0.05", "--json").stdout
 
     # Then it reports the size of 3 versions against one full copy, well under 3 copies

@@ -1,10 +1,10 @@
-"""How a run's files and models become lineage references (producer.run_lineage)."""
+"""How a run's files and models become lineage references (producer.lineage)."""
 
 from __future__ import annotations
 
 from common.lineage import NodeKind
 from common.totask.preprocessors import HaarFaceDetector, RemotePreProcessor
-from producer.run_lineage import MAX_FILES, FileTally, pre_processor_refs
+from producer.lineage import MAX_FILES, FileTally, pre_processor_refs
 
 
 def _tally(urls: list[str]) -> list[tuple[str, str, int | None]]:

@@ -18,16 +18,17 @@ from rich.console import Console
 from sqlalchemy import update
 from typer.testing import CliRunner
 
+from cli import app as cli
+from cli import main as cli_main
+from cli.status import render_status
 from common.celery_app import DEAD_LETTER_QUEUE
 from common.enums import Action
 from common.store import ActionRequest, ProjectRecord, Store
 from common.store.records import now
 from common.store.schema import tasks
 from common.workflow import load_workflow
-from producer import cli
-from producer.cli_status import render_status
-from producer.queue_depth import FileQueueReader
-from producer.status import collect_status, run_progress
+from producer.observe.queue_depth import FileQueueReader
+from producer.observe.status import collect_status, run_progress
 from tests.helpers import make_units
 
 FIXTURES = Path(__file__).parent.parent / "fixtures"
@@ -186,7 +187,7 @@ def cli_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Store
     for key in ("ANNOFLOW_STORE_URL", "ANNOFLOW_BROKER_URL"):
         monkeypatch.delenv(key, raising=False)
     cli.settings.cache_clear()
-    cli._register()
+    cli_main.register()
     store = Store.open(cli.settings().resolved_store_url)
     yield store
     store.close()
@@ -236,7 +237,7 @@ def test_cli_status_watch_refreshes_until_interrupted(cli_store: Store, tmp_path
     # child would inherit that: give it back Python's Ctrl-C handler, as a terminal's shell would.
     ctrl_c = (
         "import runpy, signal; signal.signal(signal.SIGINT, signal.default_int_handler); "
-        "runpy.run_module('producer', run_name='__main__', alter_sys=True)"
+        "runpy.run_module('cli', run_name='__main__', alter_sys=True)"
     )
     proc = subprocess.Popen(
         [sys.executable, "-c", ctrl_c, "status", "--watch", "--interval", "0.2"],

@@ -10,8 +10,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from common.store import Store
 from common.store.apply import ApplyOutcome
 from common.workflow import load_workflow
-from producer.apply_stats import MemoryApplyStats
-from producer.metrics import PipelineMetrics
+from producer.apply.stats import MemoryApplyStats
+from producer.observe.metrics import PipelineMetrics
 from tests.helpers import make_units
 
 FIXTURES = Path(__file__).parent.parent / "fixtures"

@@ -15,7 +15,7 @@ from common.models import TaskCompletionResult
 from common.store import Store
 from common.store.apply import apply_results
 from common.store.engine import make_engine
-from producer.apply import ResultApplier
+from producer.apply.applier import ResultApplier
 from tests.helpers import batch_header
 
 # Nothing listens on port 1: connecting is refused at once.

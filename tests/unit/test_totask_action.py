@@ -15,7 +15,7 @@ from common.store import Store
 from common.totask.params import PreProcessorParams
 from common.totask.preprocessors import InferenceItem, Prediction, PreProcessorRegistry
 from common.workflow import Workflow
-from producer.totask import ToTaskAction, ToTaskOptions
+from producer.totask.action import ToTaskAction, ToTaskOptions
 from tests.helpers import make_project
 
 BOT = "bot@annoflow.test"

@@ -22,7 +22,7 @@ from common.store.totask_runs import (
 )
 from common.totask.queues import TotaskHeader, TotaskResults
 from common.workflow import Workflow
-from producer.totask_apply import InFlight, RunApplier
+from producer.totask.apply import InFlight, RunApplier
 from tests.helpers import make_project
 
 HUMAN = [{"id": "h1", "class_id": 7, "type": "classification"}]

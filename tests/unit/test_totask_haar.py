@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from skimage import data as skdata
 
-from common.totask.bench import bench_inference
+from bench.totask_inference import bench_inference
 from common.totask.params import PreProcessorParams
 from common.totask.preprocessors import InferenceItem
 from common.totask.preprocessors.haar import HaarFaceDetector

@@ -1,0 +1,3 @@
+"""Every ``annoflow bench`` measurement, its probes and its agents; product code never imports it."""
+
+__all__: list[str] = []

@@ -1,0 +1,5 @@
+"""``python -m cli ...`` is the ``annoflow`` command (how ``annoflow run`` starts its worker)."""
+
+from cli.main import main
+
+main()
