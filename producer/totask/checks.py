@@ -121,14 +121,20 @@ def check_run(
             specification, unknown pre-processor.
         ForbiddenError: the agent cannot annotate.
         TransientError: "Pre-processor not active".
-        InvalidInputError: "No tasks found matching filters", or a filter the store refuses.
+        InvalidInputError: parameters the pre-processor's model cannot take, "No tasks found
+            matching filters", or a filter the store refuses.
     """
     project = store.get_project(str(params.project))
     agent = check_agent(store, project, params.agent)
     check_data_collection(store, project, params)
     version = None
     if params.method == "inference":
-        version = registry.ensure_ready(params.pre_processor or "", timeout=ready_timeout).version
+        # The run's parameters too: a model that cannot take them (not ONNX, wrong input
+        # shape, other class names) fails here, before any task is claimed.
+        pre = registry.ensure_ready(
+            params.pre_processor or "", timeout=ready_timeout, params=params.pre_processor_params
+        )
+        version = pre.version
     total = count_tasks(store, project.id, params.task_filters)
     if total == 0:
         raise InvalidInputError(
