@@ -15,7 +15,7 @@ import pytest
 
 from common.models import TaskCompletionResult, TaskSpec
 from common.runner import QueueRunner
-from tests.unit.test_dependencies import PATHWAYS, STAGE, make_spec
+from tests.unit.runner.test_dependencies import PATHWAYS, STAGE, make_spec
 
 agents_models = pytest.importorskip("encord_agents.tasks.models", reason="pip install -e '.[dev]' (encord-agents)")
 agent_stage = pytest.importorskip("encord.workflow.stages.agent")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from common.models import TaskCompletionResult
-from tests.unit.test_dependencies import make_spec
+from tests.unit.runner.test_dependencies import make_spec
 from workers.tasks import split_readable
 
 

@@ -16,9 +16,9 @@ from common.store import DataUnit, Store
 from common.store.apply import apply_results
 from common.workflow import Workflow, load_workflow
 from tests.helpers import make_project
-from tests.unit.test_dependencies import PATHWAYS, STAGE, make_spec
+from tests.unit.runner.test_dependencies import PATHWAYS, STAGE, make_spec
 
-AGENTS = Path(__file__).parents[1] / "fixtures" / "agent_pipeline.yaml"
+AGENTS = Path(__file__).parents[2] / "fixtures" / "agent_pipeline.yaml"
 
 
 @pytest.fixture

@@ -17,7 +17,7 @@ from common.store.leases import claim_tasks
 from common.workflow import Workflow, load_workflow
 from tests.helpers import make_project
 
-AGENTS = Path(__file__).parents[1] / "fixtures" / "agent_pipeline.yaml"
+AGENTS = Path(__file__).parents[2] / "fixtures" / "agent_pipeline.yaml"
 
 
 @pytest.fixture

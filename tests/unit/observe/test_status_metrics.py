@@ -14,7 +14,7 @@ from producer.apply.stats import MemoryApplyStats
 from producer.observe.metrics import PipelineMetrics
 from tests.helpers import make_units
 
-FIXTURES = Path(__file__).parent.parent / "fixtures"
+FIXTURES = Path(__file__).parents[2] / "fixtures"
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
 

@@ -31,7 +31,7 @@ from producer.observe.queue_depth import FileQueueReader
 from producer.observe.status import collect_status, run_progress
 from tests.helpers import make_units
 
-FIXTURES = Path(__file__).parent.parent / "fixtures"
+FIXTURES = Path(__file__).parents[2] / "fixtures"
 
 
 class FakeReader:

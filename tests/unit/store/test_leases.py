@@ -26,7 +26,7 @@ from common.workflow import Workflow, load_workflow
 from tests.conftest import _postgres_store
 from tests.helpers import make_project
 
-AGENTS = Path(__file__).parents[1] / "fixtures" / "agent_pipeline.yaml"
+AGENTS = Path(__file__).parents[2] / "fixtures" / "agent_pipeline.yaml"
 
 
 @pytest.fixture

@@ -9,8 +9,8 @@ from billiard.exceptions import SoftTimeLimitExceeded
 
 from common.models import LabelPayload, TaskCompletionResult
 from common.runner import HandlerResult, QueueRunner
-from tests.unit.test_dependencies import PATHWAYS, make_spec
-from tests.unit.test_queue_runner import scripted
+from tests.unit.runner.test_dependencies import PATHWAYS, make_spec
+from tests.unit.runner.test_queue_runner import scripted
 
 
 class _Unprintable(Exception):

@@ -15,7 +15,7 @@ from common.totask.agents import ToTaskStageAgent, totask_stage
 from common.totask.params import PreProcessorParams
 from common.totask.preprocessors import InferenceItem, Prediction, PreProcessorRegistry
 from common.workflow import Workflow, parse_workflow
-from tests.unit.test_totask_strategies import make_spec
+from tests.unit.totask.test_totask_strategies import make_spec
 
 WORKFLOW = {
     "name": "ActiveLearning",

@@ -44,7 +44,7 @@ def test_migrating_twice_changes_nothing(migrated: Store) -> None:
     # Given a migrated store holding a project
     from common.workflow import load_workflow
 
-    wf = load_workflow(Path(__file__).parents[1] / "fixtures" / "apples.yaml")
+    wf = load_workflow(Path(__file__).parents[2] / "fixtures" / "apples.yaml")
     migrated.create_project("kept", wf)
     # When the migrations run again
     migrate(migrated.engine)

@@ -18,7 +18,7 @@ from common.store.schema import tasks
 from common.workflow import Workflow, load_workflow, parse_workflow
 from tests.helpers import make_project
 
-AGENTS = Path(__file__).parents[1] / "fixtures" / "agent_pipeline.yaml"
+AGENTS = Path(__file__).parents[2] / "fixtures" / "agent_pipeline.yaml"
 
 
 @pytest.fixture

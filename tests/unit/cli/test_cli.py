@@ -16,7 +16,7 @@ from typer.testing import CliRunner, Result
 from cli import app as cli
 from cli import main as cli_main
 
-FIXTURES = Path(__file__).parent.parent / "fixtures"
+FIXTURES = Path(__file__).parents[2] / "fixtures"
 ANNOFLOW = Path(sys.executable).parent / "annoflow"
 APPLES = [f"apples_0{i}.jpg" for i in range(1, 6)]
 
