@@ -119,7 +119,7 @@ def publish_json(app: Celery, body: str, queue_name: str) -> None:
     # process (for tools that list queues), not bound and copied for every message.
     declare = [] if queue_name in _DECLARED else [make_queue(queue_name)]
     with app.producer_or_acquire() as producer:
-        producer.enumerate.publish(
+        producer.publish(
             body,
             exchange="",
             routing_key=queue_name,

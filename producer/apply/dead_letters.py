@@ -110,7 +110,7 @@ def requeue(broker_url: str, transport_options: dict[str, Any], limit: int | Non
         producer = conn.Producer()
         # Only the letters there now: one the applier rejects again while this runs stays for later.
         for message in _messages(queue, total if limit is None else min(limit, total)):
-            producer.enumerate.publish(
+            producer.publish(
                 DeadLetter.of(message.body).body,
                 exchange="",
                 routing_key=RESULTS_QUEUE,

@@ -156,7 +156,7 @@ def test_malformed_results_go_to_dead_letter_once(pg_store: Store, tmp_path: Pat
             producer = conn.Producer()
             published = ["{not json", json.dumps({"header": {"batch_id": 1}, "results": "x"})]
             for body in published:
-                producer.enumerate.publish(
+                producer.publish(
                     body,
                     exchange=queue.exchange,
                     routing_key=RESULTS_QUEUE,

@@ -44,7 +44,7 @@ def _publish(queue: str, bodies: list[str]) -> None:
     with Connection(REDIS_URL, transport=TRANSPORT) as conn:
         producer = Producer(conn.channel())
         for body in bodies:
-            producer.enumerate.publish(
+            producer.publish(
                 body, exchange="", routing_key=queue, content_type="application/json", content_encoding="utf-8"
             )
 

@@ -47,7 +47,7 @@ def test_messages_round_trip_through_one_client_per_channel(url: str) -> None:
             # When two messages are published through the default exchange and consumed with acks
             producer = Producer(channel)
             for n in (1, 2):
-                producer.enumerate.publish({"n": n}, exchange="", routing_key=name, serializer="json", declare=[queue])
+                producer.publish({"n": n}, exchange="", routing_key=name, serializer="json", declare=[queue])
             with Consumer(conn, [queue], on_message=on_message, accept=["json"], prefetch_count=2):
                 while len(received) < 2:
                     conn.drain_events(timeout=5)
