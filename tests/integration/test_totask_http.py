@@ -17,7 +17,7 @@ from common.errors import InvalidInputError, NotFoundError, TransientError
 from common.totask.download import DownloadSettings, Fetcher
 from common.totask.preprocessors import PreProcessorRegistry
 from common.totask.strategies import FileStrategy, InferenceStrategy
-from tests.unit.test_totask_strategies import RUN, make_spec
+from tests.unit.totask.test_totask_strategies import RUN, make_spec
 
 pytestmark = pytest.mark.integration
 
