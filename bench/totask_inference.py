@@ -19,7 +19,7 @@ from common.totask.params import PreProcessorParams
 from common.totask.preprocessors.base import InferenceItem
 from common.totask.preprocessors.haar import HaarFaceDetector
 
-__all__ = ["bench_inference", "sample_image"]
+__all__ = ["bench_inference", "bench_onnx_inference", "sample_image"]
 
 
 def sample_image() -> tuple[bytes, str]:
@@ -78,4 +78,62 @@ def bench_inference(images: int = 64, batch_size: int = 16, image: bytes | None 
         "cpu_count": os.cpu_count(),
         "image_source": source,
         "faces_per_image": faces,
+    }
+
+
+def bench_onnx_inference(images: int = 64, batch_size: int = 16, size: int = 320) -> dict[str, Any]:
+    """Time the ``onnx`` pre-processor on a small detector built now, batched and one image at a time.
+
+    The batched path decodes and letterboxes the images on a thread per core and runs the
+    model once over its dynamic batch axis; one image alone runs the model with
+    onnxruntime's own threads. Same images, same parameters; only the batching differs.
+
+    Returns:
+        ``batched_images_per_s``, ``per_item_images_per_s``, ``ratio`` and the setup.
+
+    Raises:
+        ModuleNotFoundError: the ``onnx`` package (dev extra) that builds the detector is missing.
+    """
+    import tempfile
+    from pathlib import Path
+
+    from bench.onnx_detector import CLASS_NAMES, build_detector
+    from common.totask.preprocessors.onnx import OnnxDetector
+
+    data, source = sample_image()
+    with tempfile.TemporaryDirectory(prefix="annoflow-bench-onnx-") as tmp:
+        path = build_detector(Path(tmp) / "detector.onnx", size)
+        detector = OnnxDetector()
+        detector.load()
+        params = PreProcessorParams.model_validate(
+            {
+                "model_path": str(path),
+                "class_names": CLASS_NAMES,
+                "model_config": {"batch_size": batch_size, "device": "cpu"},
+            }
+        )
+        items = [InferenceItem(str(i), f"bench://{i}", data) for i in range(images)]
+        detector.predict(items[:1], params)  # warm-up: session, thread pools
+        detector.predict(items[: min(batch_size, images)], params)
+
+        t0 = time.perf_counter()
+        for item in items:
+            detector.predict([item], params)
+        per_item = images / (time.perf_counter() - t0)
+
+        t0 = time.perf_counter()
+        for start in range(0, images, batch_size):
+            detector.predict(items[start : start + batch_size], params)
+        batched = images / (time.perf_counter() - t0)
+    return {
+        "model": "onnx",
+        "batched_images_per_s": round(batched, 2),
+        "per_item_images_per_s": round(per_item, 2),
+        "ratio": round(batched / per_item, 3),
+        "images": images,
+        "batch_size": batch_size,
+        "input_size": size,
+        "device": "cpu",
+        "cpu_count": os.cpu_count(),
+        "image_source": source,
     }

@@ -128,12 +128,18 @@ def bench_totask_file(
 def bench_totask_inference(
     images: Annotated[int, typer.Option("--images", min=1, help="Images to detect faces in")] = 64,
     batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Images per predict() call")] = 16,
+    model: Annotated[
+        str, typer.Option("--model", help="haar: the built-in face detector; onnx: a small ONNX detector built now")
+    ] = "haar",
     as_json: Annotated[bool, typer.Option("--json", help="Print the figures as JSON")] = False,
 ) -> None:
-    """The built-in face detector batched against one image at a time."""
-    from bench.totask_inference import bench_inference
+    """A detector batched against one image at a time (CPU)."""
+    from bench.totask_inference import bench_inference, bench_onnx_inference
 
-    _print(bench_inference(images=images, batch_size=batch_size), as_json)
+    if model not in ("haar", "onnx"):
+        raise typer.BadParameter(f"unknown model {model!r}; use haar or onnx", param_hint="--model")
+    run = bench_onnx_inference if model == "onnx" else bench_inference
+    _print(run(images=images, batch_size=batch_size), as_json)
 
 
 def _print(figures: dict[str, Any], as_json: bool) -> None:
