@@ -41,24 +41,33 @@ def _objects(ann: dict[str, Any], i: int, names: dict[Any, str]) -> list[dict[st
     props: dict[str, Any] = {"label": names[cat]} if cat in names else {}
     if ann.get("iscrowd"):
         props["iscrowd"] = True
-    base = {"class_id": cat if cat is not None else 0, "properties": props, "score": ann.get("score")}
-    ident = str(ann.get("id", i + 1))
+    # annoflow's own export keeps each object's id, type, class id and properties in extras:
+    # read back, a polygon or keypoint is that one object, not also the box COCO requires.
+    extras = ann["annoflow"] if isinstance(ann.get("annoflow"), dict) else {}
+    kind = extras.get("type")
+    props.update(extras.get("properties") or {})
+    class_id = extras.get("class_id", cat if cat is not None else 0)
+    base = {"class_id": class_id, "properties": props, "score": ann.get("score")}
+    ident = str(extras.get("id") or ann.get("id", i + 1))
     out: list[dict[str, Any]] = []
     bbox = ann.get("bbox")
-    if isinstance(bbox, list) and len(bbox) == 4:
+    if isinstance(bbox, list) and len(bbox) == 4 and kind not in ("polygon", "keypoint"):
         x, y, w, h = bbox
         out.append({**base, "id": ident, "type": "bbox", "coordinates": {"x": x, "y": y, "width": w, "height": h}})
     seg = ann.get("segmentation")
     if isinstance(seg, list):  # RLE masks (dicts) are not polygons; they stay out
-        for j, flat in enumerate(s for s in seg if isinstance(s, list)):
+        polygons = [s for s in seg if isinstance(s, list)]
+        for j, flat in enumerate(polygons):
             pts = [[flat[k], flat[k + 1]] for k in range(0, len(flat) - 1, 2)]
-            out.append({**base, "id": f"{ident}-seg{j}", "type": "polygon", "coordinates": {"points": pts}})
+            pid = ident if kind == "polygon" and len(polygons) == 1 else f"{ident}-seg{j}"
+            out.append({**base, "id": pid, "type": "polygon", "coordinates": {"points": pts}})
     kps = ann.get("keypoints")
     if isinstance(kps, list):
         for j in range(0, len(kps) - 2, 3):
             if kps[j + 2]:  # v=0: not labelled
                 coords = {"x": kps[j], "y": kps[j + 1], "visibility": kps[j + 2]}
-                out.append({**base, "id": f"{ident}-kp{j // 3}", "type": "keypoint", "coordinates": coords})
+                kid = ident if kind == "keypoint" and len(kps) == 3 else f"{ident}-kp{j // 3}"
+                out.append({**base, "id": kid, "type": "keypoint", "coordinates": coords})
     if not out:
         out.append({**base, "id": ident, "type": "classification"})
     return out

@@ -1,0 +1,161 @@
+"""Label Studio tasks JSON, and the labelling config XML a project needs to show them.
+
+Each data unit is a task with ``data.image``. Objects a run or pre-processor made
+(they carry provenance) become ``predictions``, one per ``model_version`` (the
+pre-processor and its version, else the run id), scored by the mean of their
+objects' scores; objects people made become one ``annotations`` entry. Regions are
+in percent of the image (RectangleLabels, PolygonLabels, KeyPointLabels) with
+``original_width``/``original_height``; classifications are Choices. The config
+names one control tag per region kind, with every label seen, next to the JSON as
+``<name>.label_config.xml``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+from xml.etree.ElementTree import Element, SubElement, indent, tostring
+
+from pydantic_core import to_json
+
+from common.export.source import NO_SIZE, ExportItem
+from common.export.summary import Tally
+from common.export.writer import Writer, class_name
+from common.totask.objects import AnnotationObject
+
+__all__ = ["CONTROLS", "LabelStudioWriter", "config_path"]
+
+# Region kind: (result type, control tag, from_name, value key of its labels).
+CONTROLS: dict[str, tuple[str, str, str, str]] = {
+    "bbox": ("rectanglelabels", "RectangleLabels", "label", "rectanglelabels"),
+    "polygon": ("polygonlabels", "PolygonLabels", "polygon", "polygonlabels"),
+    "keypoint": ("keypointlabels", "KeyPointLabels", "keypoint", "keypointlabels"),
+    "classification": ("choices", "Choices", "choice", "choices"),
+}
+_HUMAN = "annotations"
+
+
+def config_path(target: Path) -> Path:
+    """Where the labelling config of the tasks file ``target`` goes."""
+    return target.with_name(f"{target.stem}.label_config.xml")
+
+
+def _model_version(obj: AnnotationObject) -> str:
+    p = obj.provenance
+    assert p is not None
+    if p.pre_processor:
+        return f"{p.pre_processor}@{p.pre_processor_version}" if p.pre_processor_version else p.pre_processor
+    return p.run_id or f"annoflow-{p.method}"
+
+
+def _labels(obj: AnnotationObject) -> list[str]:
+    raw = obj.properties.get("choices" if obj.type == "classification" else "labels")
+    if isinstance(raw, list) and raw and all(isinstance(v, str) for v in raw):
+        return list(raw)
+    return [class_name(obj)]
+
+
+class LabelStudioWriter(Writer):
+    """A Label Studio tasks JSON file and its labelling config."""
+
+    name = "labelstudio"
+
+    def __init__(self, target: Path, tally: Tally) -> None:
+        super().__init__(target, tally)
+        self._partial = target.with_name(target.name + ".partial")
+        self.config = config_path(target)
+        # Control kind -> label names in first-seen order (a dict as an ordered set).
+        self.seen: dict[str, dict[str, None]] = {kind: {} for kind in CONTROLS}
+
+    @staticmethod
+    def companions(target: Path) -> list[Path]:
+        return [config_path(target)]
+
+    def open(self) -> None:
+        self._out = self._partial.open("wb")
+        self._out.write(b"[\n")
+        self._first = True
+
+    def _region(self, obj: AnnotationObject, item: ExportItem) -> dict[str, Any] | None:
+        if obj.type not in CONTROLS:
+            self.tally.skip(f"{obj.type} has no Label Studio image region")
+            return None
+        rtype, _, from_name, key = CONTROLS[obj.type]
+        labels = _labels(obj)
+        region: dict[str, Any] = {"id": obj.id, "type": rtype, "from_name": from_name, "to_name": "image"}
+        value: dict[str, Any] = {key: labels}
+        if obj.type != "classification":
+            if not (item.width and item.height):
+                self.tally.skip(NO_SIZE)
+                return None
+            sx, sy = 100.0 / item.width, 100.0 / item.height
+            c = obj.coordinates
+            if obj.type == "bbox":
+                value |= {"x": c["x"] * sx, "y": c["y"] * sy, "width": c["width"] * sx, "height": c["height"] * sy,
+                          "rotation": c.get("rotation", 0)}  # fmt: skip
+            elif obj.type == "polygon":
+                value |= {"points": [[x * sx, y * sy] for x, y in c["points"]], "closed": True}
+            else:
+                value |= {"x": c["x"] * sx, "y": c["y"] * sy, "width": 0.5}
+            region |= {"original_width": round(item.width), "original_height": round(item.height), "image_rotation": 0}
+        region["value"] = value
+        if obj.score is not None:
+            region["score"] = obj.score
+        for name in labels:
+            self.seen[obj.type][name] = None
+        self.classes.index(obj)
+        return region
+
+    def write(self, item: ExportItem) -> None:
+        groups: dict[str, list[dict[str, Any]]] = {}
+        scores: dict[str, list[float]] = {}
+        for obj in item.objects:
+            region = self._region(obj, item)
+            if region is None:
+                continue
+            key = _HUMAN if obj.provenance is None else _model_version(obj)
+            groups.setdefault(key, []).append(region)
+            if obj.score is not None:
+                scores.setdefault(key, []).append(obj.score)
+            self.tally.objects += 1
+        task: dict[str, Any] = {
+            "data": {"image": item.image_url, "title": item.title, "data_hash": item.data_hash},
+            "meta": {"annoflow": {"stage_uuid": item.stage_uuid, "status": item.status, "branch": item.branch}},
+        }
+        human = groups.pop(_HUMAN, None)
+        if human:
+            task["annotations"] = [{"result": human, "ground_truth": False}]
+        task["predictions"] = [
+            {"model_version": mv, "result": res, **({"score": sum(s) / len(s)} if (s := scores.get(mv)) else {})}
+            for mv, res in groups.items()
+        ]
+        self._out.write(b"" if self._first else b",\n")
+        self._out.write(to_json(task))
+        self._first = False
+
+    def labeling_config(self) -> str:
+        """The ``<View>`` config: the image and one control tag per region kind seen, with its labels."""
+        view = Element("View")
+        SubElement(view, "Image", name="image", value="$image")
+        kinds = [k for k in CONTROLS if self.seen[k]] or ["bbox"]
+        for kind in kinds:
+            _, tag, from_name, _ = CONTROLS[kind]
+            attrs = {"name": from_name, "toName": "image"}
+            if kind == "classification":
+                attrs["choice"] = "multiple"
+            control = SubElement(view, tag, attrs)
+            for name in self.seen[kind] or {"object": None}:
+                SubElement(control, "Choice" if kind == "classification" else "Label", value=name)
+        indent(view)
+        return tostring(view, encoding="unicode") + "\n"
+
+    def close(self) -> list[Path]:
+        self._out.write(b"\n]\n")
+        self._out.close()
+        self._partial.replace(self.target)
+        self.config.write_text(self.labeling_config(), encoding="utf-8")
+        return [self.target, self.config]
+
+    def abort(self) -> None:
+        self._out.close()
+        self._partial.unlink(missing_ok=True)

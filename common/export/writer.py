@@ -1,0 +1,120 @@
+"""What every format writer shares: the streaming interface, class naming, and image links.
+
+A writer is opened on its target, receives the export items a page at a time and
+is closed once; it keeps only what the format needs at the end (class names,
+a few counters), never the items themselves.
+"""
+
+from __future__ import annotations
+
+import os
+from abc import ABC, abstractmethod
+from pathlib import Path
+from typing import ClassVar
+
+from common.export.paths import member, safe_stem
+from common.export.source import ExportItem, local_path
+from common.export.summary import Tally
+from common.totask.objects import AnnotationObject
+
+__all__ = ["ClassMap", "FileNames", "Writer", "class_name", "link_image", "polygon_area"]
+
+
+class Writer(ABC):
+    """A format's writer: :meth:`open`, :meth:`write` per item, :meth:`close`.
+
+    ``folder`` tells whether the target is a folder (YOLO, VOC) or one file.
+    """
+
+    name: ClassVar[str]
+    folder: ClassVar[bool] = False
+
+    def __init__(self, target: Path, tally: Tally) -> None:
+        self.target = target
+        self.tally = tally
+        self.classes = ClassMap()
+
+    @abstractmethod
+    def open(self) -> None:
+        """Create the target and write any header."""
+
+    @abstractmethod
+    def write(self, item: ExportItem) -> None:
+        """Write one data unit with its objects; count objects written and skipped in the tally."""
+
+    @abstractmethod
+    def close(self) -> list[Path]:
+        """Finish the output (footers, class lists); return the main files written."""
+
+    @staticmethod
+    def companions(target: Path) -> list[Path]:
+        """Files written beside a single-file target (they count as the output too)."""
+        return []
+
+    def abort(self) -> None:
+        """Leave no half-written main file behind after a failure (the default: nothing to do)."""
+        return None
+
+
+def class_name(obj: AnnotationObject) -> str:
+    """The name a class goes by: the object's label, else its class id as text."""
+    return obj.label or str(obj.class_id)
+
+
+class ClassMap:
+    """Class ids in first-seen order, each with its name and a contiguous 0-based index."""
+
+    def __init__(self) -> None:
+        self._index: dict[int | str, int] = {}
+        self.names: list[str] = []
+        self.ids: list[int | str] = []
+
+    def index(self, obj: AnnotationObject) -> int:
+        """The 0-based index of the object's class (a new class gets the next one)."""
+        found = self._index.get(obj.class_id)
+        if found is None:
+            found = self._index[obj.class_id] = len(self.names)
+            self.names.append(class_name(obj))
+            self.ids.append(obj.class_id)
+        return found
+
+
+class FileNames:
+    """Unique, safe file stems for the images of a folder export, found without a set in memory.
+
+    A stem already taken (two units called ``img.jpg`` in different datasets) gets the
+    item's position appended; the label file on disk is what tells it is taken.
+    """
+
+    def __init__(self, folder: Path, suffix: str) -> None:
+        self.folder = folder
+        self.suffix = suffix
+
+    def stem(self, item: ExportItem) -> str:
+        stem = safe_stem(item.file_name, f"item_{item.index}")
+        if member(self.folder, stem + self.suffix).exists():
+            stem = f"{stem}_{item.index}"
+        return stem
+
+
+def link_image(images: Path, stem: str, item: ExportItem) -> str | None:
+    """Link a local image into ``images`` as ``stem`` + its suffix; return the link's name.
+
+    Returns None for a remote or missing image: the caller lists its URL instead.
+    """
+    path = local_path(item.image_url)
+    if path is None or not path.is_file():
+        return None
+    name = stem + (path.suffix.lower() or ".jpg")
+    link = member(images, name)
+    if not link.exists():
+        os.symlink(path.resolve(), link)
+    return name
+
+
+def polygon_area(points: list[list[float]]) -> float:
+    """The area of a simple polygon (shoelace formula), in square pixels."""
+    total = 0.0
+    for (x1, y1), (x2, y2) in zip(points, points[1:] + points[:1], strict=True):
+        total += x1 * y2 - x2 * y1
+    return abs(total) / 2.0
