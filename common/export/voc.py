@@ -1,7 +1,8 @@
 """Pascal VOC: one ``Annotations/<image>.xml`` per image, local images linked into ``JPEGImages/``.
 
-Boxes are ``<bndbox>`` corners in pixels (decimals kept, as sub-pixel exporters
-write them); a polygon is an object with its bounding box and a ``<polygon>`` of
+Boxes are ``<bndbox>`` corners in VOC's 1-based pixel convention (``xmin = x + 1``,
+``xmax = x + width``, as the devkit and supervision read them; decimals kept, as
+sub-pixel exporters write them); a polygon is an object with its bounding box and a ``<polygon>`` of
 ``x1 y1 x2 y2 ...`` vertices, which supervision and CVAT read. VOC has no score
 and no keypoints: a score goes into the object's ``<confidence>`` and keypoints,
 polylines and classifications are counted as skipped.
@@ -61,13 +62,14 @@ class VocWriter(Writer):
         if obj.score is not None:
             _text(node, "confidence", obj.score)
         bnd = SubElement(node, "bndbox")
-        for tag, v in zip(("xmin", "ymin", "xmax", "ymax"), box, strict=True):
+        x1, y1, x2, y2 = box
+        for tag, v in zip(("xmin", "ymin", "xmax", "ymax"), (x1 + 1, y1 + 1, x2, y2), strict=True):
             _text(bnd, tag, _coord(v))
         if obj.type == "polygon":
             poly = SubElement(node, "polygon")
             for i, (x, y) in enumerate(obj.coordinates["points"], start=1):
-                _text(poly, f"x{i}", _coord(x))
-                _text(poly, f"y{i}", _coord(y))
+                _text(poly, f"x{i}", _coord(x + 1))
+                _text(poly, f"y{i}", _coord(y + 1))
         return True
 
     def write(self, item: ExportItem) -> None:
