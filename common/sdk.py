@@ -16,10 +16,12 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, TypeVar, overload
 
 from common.enums import Action, StageType, TaskStatus
 from common.errors import InvalidInputError, NotFoundError
+from common.export import ExportSummary, Progress, export_project
 from common.store import ActionRequest, LabelRow, ProjectRecord, Store, SubtaskRecord, TaskRecord
 from common.store.filters import UNSET, named_filters
 from common.workflow_graph import Stage
@@ -71,6 +73,33 @@ class Project:
     def save_label_row(self, row: LabelRow) -> LabelRow:
         """Raises: ConflictError: someone saved the row since it was read."""
         return self.client.store.save_label_row(row)
+
+    def export(
+        self,
+        format: str,
+        output: str | Path,
+        *,
+        stage: str | None = None,
+        status: str | Sequence[str] | None = None,
+        version: int | None = None,
+        root: str | Path | None = None,
+        force: bool = False,
+        on_progress: Progress | None = None,
+    ) -> ExportSummary:
+        """Export this project's labels (or saved version ``version``'s) to ``output``.
+
+        ``format`` is ``coco``, ``yolo``, ``voc``, ``labelstudio`` or ``jsonl``; see
+        :func:`common.export.export_project` for the other arguments.
+
+        Raises:
+            InvalidInputError: unknown format or status, an output outside ``root`` or one
+                that exists without ``force``.
+            NotFoundError: no such stage or version.
+        """
+        return export_project(
+            self.client.store, self.uuid, format, output, stage=stage, status=status, version=version,
+            root=root, force=force, on_progress=on_progress,
+        )  # fmt: skip
 
 
 S = TypeVar("S", bound="WorkflowStage")

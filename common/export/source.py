@@ -228,9 +228,8 @@ def _blobs(conn: Connection, hashes: set[str]) -> dict[str, list[dict[str, Any]]
     keys = sorted(hashes)
     for i in range(0, len(keys), 500):
         part = keys[i : i + 500]
-        out.update(
-            conn.execute(select(label_blobs.c.hash, label_blobs.c.objects).where(label_blobs.c.hash.in_(part))).tuples()
-        )
+        rows = conn.execute(select(label_blobs.c.hash, label_blobs.c.objects).where(label_blobs.c.hash.in_(part)))
+        out.update({h: o for h, o in rows})
     return out
 
 

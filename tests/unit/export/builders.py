@@ -23,7 +23,14 @@ SIZES = {"orchard_01.png": (64, 48), "orchard_02.png": (80, 60), "orchard_03.png
 
 def box(ident: str, cls: int | str, label: str, x: float, y: float, w: float, h: float, **extra: Any) -> dict[str, Any]:
     coords = {"x": x, "y": y, "width": w, "height": h}
-    return {"id": ident, "class_id": cls, "type": "bbox", "coordinates": coords, "properties": {"label": label}, **extra}
+    return {
+        "id": ident,
+        "class_id": cls,
+        "type": "bbox",
+        "coordinates": coords,
+        "properties": {"label": label},
+        **extra,
+    }
 
 
 def polygon(ident: str, cls: int | str, label: str, points: list[list[float]], **extra: Any) -> dict[str, Any]:
@@ -40,7 +47,13 @@ OBJECTS: dict[str, list[dict[str, Any]]] = {
     ],
     "orchard_02.png": [
         box("b1", 1, "apple", 10, 10, 30, 20, score=0.6, provenance=INFERENCE),
-        {"id": "k1", "class_id": 3, "type": "keypoint", "coordinates": {"x": 50, "y": 40}, "properties": {"label": "stem"}},
+        {
+            "id": "k1",
+            "class_id": 3,
+            "type": "keypoint",
+            "coordinates": {"x": 50, "y": 40},
+            "properties": {"label": "stem"},
+        },
         {"id": "c1", "class_id": 4, "type": "classification", "properties": {"label": "ripe"}},
     ],
     "orchard_03.png": [],
@@ -62,7 +75,11 @@ def make_images(folder: Path) -> Path:
 
 
 def labelled_project(
-    store: Store, wf: Workflow, tmp_path: Path, name: str = "orchard", objects: dict[str, list[dict[str, Any]]] | None = None
+    store: Store,
+    wf: Workflow,
+    tmp_path: Path,
+    name: str = "orchard",
+    objects: dict[str, list[dict[str, Any]]] | None = None,
 ) -> Labelled:
     """A project of three images with :data:`OBJECTS` (or ``objects``) on their main branch."""
     images = make_images(tmp_path / "images")
@@ -79,7 +96,7 @@ def labelled_project(
     ]
     store.add_data_units(project.id, dataset, units)
     hashes = {u.title: u.data_hash for u in units}
-    for title, objs in (objects or OBJECTS).items():
+    for title, objs in (OBJECTS if objects is None else objects).items():
         if objs:
             row = store.get_label_row(project.id, hashes[title])
             store.save_label_row(row.model_copy(update={"objects": objs}))

@@ -39,7 +39,9 @@ def test_labelstudio_tasks_hold_predictions_annotations_and_percent_regions(
     assert a1["value"]["x"] == pytest.approx(4 / 64 * 100) and a1["value"]["height"] == pytest.approx(14 / 48 * 100)
     # And what people drew is an annotation: polygon, keypoint, choices
     (poly,) = first["annotations"][0]["result"]
-    assert poly["type"] == "polygonlabels" and poly["value"]["points"][1] == pytest.approx([60 / 64 * 100, 4 / 48 * 100])
+    assert poly["type"] == "polygonlabels" and poly["value"]["points"][1] == pytest.approx(
+        [60 / 64 * 100, 4 / 48 * 100]
+    )
     kinds = {r["type"]: r["value"] for r in second["annotations"][0]["result"]}
     assert kinds["keypointlabels"]["keypointlabels"] == ["stem"] and kinds["choices"] == {"choices": ["ripe"]}
     assert third["predictions"] == [] and "annotations" not in third
