@@ -15,8 +15,9 @@ Both runs share one Redis broker and one worker process (a prefork pool of
 
 Besides the rates it reports where the CPU went during each run (seconds of
 CPU of the producer, the applier, the worker and its pool children, Redis,
-and the benchmark itself, which publishes the baseline and polls the store),
-and the producer's and the applier's RSS sampled from /proc while they run:
+and the benchmark itself, which publishes the baseline and polls the store;
+with a PostgreSQL store also the database server's processes), the same per
+task of the annoflow run, and the producer's and the applier's RSS sampled from /proc while they run:
 the peak and a timeline (at most 60 points) to show that memory stays flat.
 """
 
@@ -33,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 import redis
-from sqlalchemy import func, select
+from sqlalchemy import func, make_url, select
 
 from bench.probes import Cpu, rss_mb, thin
 from common.celery_app import PipelineSettings, make_celery_app, make_queue
@@ -219,7 +220,9 @@ def run_bench(
         applied_before = _applied(client)  # the counter is shared with whatever used this database before
         applier = _spawn(["apply", "--num-retries", "0"], env, tmp / "applier.log")
         procs += [producer, applier]
-        cpu = Cpu(client, {"producer": producer.pid, "applier": applier.pid, "worker": worker.pid})
+        # The database server's CPU too, when it is PostgreSQL (its backends for this database, read from /proc).
+        pg_db = make_url(store_url).database if store_url.startswith("postgres") else None
+        cpu = Cpu(client, {"producer": producer.pid, "applier": applier.pid, "worker": worker.pid}, postgres_db=pg_db)
         end = time.monotonic() + timeout
         # The clock starts at the first claim, not at process start (imports take seconds on a busy
         # machine): the producer puts its first batch in the in-flight ledger right after claiming it.
@@ -243,6 +246,8 @@ def run_bench(
             time.sleep(0.05 if near else 0.25)
             done = _completed(store, project.id, complete) if near else applied
             at = round(time.perf_counter() - start, 1)
+            if len(timeline) % 8 == 0:  # about every two seconds: server processes that end keep their share
+                cpu.sample()
             timeline.append([at, done, round(rss_mb(producer.pid), 1), round(rss_mb(applier.pid), 1)])
         annoflow_s = time.perf_counter() - start
         annoflow_cpu = cpu.stop()
@@ -283,6 +288,7 @@ def run_bench(
         "producer_max_rss_mb": max((p[2] for p in timeline), default=0.0),
         "applier_max_rss_mb": max((p[3] for p in timeline), default=0.0),
         "annoflow_cpu_s": annoflow_cpu,
+        "annoflow_cpu_us_per_task": {name: round(s * 1e6 / tasks, 1) for name, s in annoflow_cpu.items()},
         "celery_baseline_cpu_s": baseline_cpu.total(),
         "load_average": [round(x, 2) for x in os.getloadavg()],
         "rss_timeline": {"columns": ["s", "tasks_done", "producer_mb", "applier_mb"], "points": thin(timeline)},

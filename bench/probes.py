@@ -1,4 +1,10 @@
-"""What ``annoflow bench pipeline`` samples while it runs: CPU seconds per process tree, RSS, a thinned timeline."""
+"""What ``annoflow bench pipeline`` samples while it runs: CPU seconds per process tree, RSS, a thinned timeline.
+
+With a PostgreSQL store it also counts the database server's CPU: the backends
+connected to the store's database and the server's own processes (WAL writer,
+checkpointer, background writer), read from /proc, so the server must run on
+this machine (the benchmark's setup).
+"""
 
 from __future__ import annotations
 
@@ -47,6 +53,46 @@ def _cpu_tree_s(root: int) -> tuple[float, float]:
     return times.get(root, 0.0), below
 
 
+# The PostgreSQL server's own processes, whose work is every database's (``postgres: <cluster>: <name>``).
+_PG_AUX = ("checkpointer", "background writer", "walwriter", "autovacuum", "logical replication", "archiver")
+
+
+def _postgres_cpu_s(database: str) -> dict[int, float]:
+    """CPU seconds (user + system) of each ``postgres`` process that works for ``database``, by pid.
+
+    A backend counts when it is connected to ``database``; the server's own
+    processes (and autovacuum workers) count whatever database they serve.
+    """
+    out: dict[int, float] = {}
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            if Path(entry.path, "comm").read_text().strip() != "postgres":
+                continue
+            title = Path(entry.path, "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            stat = Path(entry.path, "stat").read_text()
+        except OSError:
+            continue
+        if not _serves(title, database):
+            continue
+        fields = stat[stat.rindex(")") + 2 :].split()
+        out[int(entry.name)] = (int(fields[11]) + int(fields[12])) / _TICKS
+    return out
+
+
+def _serves(title: str, database: str) -> bool:
+    """Whether the ``postgres`` process of this title works for ``database`` (see :func:`_postgres_cpu_s`)."""
+    # "postgres: 15/main: checkpointer" or "postgres: 15/main: USER DATABASE HOST(PORT) STATE";
+    # the postmaster itself ("/usr/lib/postgresql/.../postgres -D ...") only forks.
+    parts = title.split(": ", 2)
+    if len(parts) < 3:
+        return False
+    what = parts[2].strip()
+    words = what.split()
+    return what.startswith(_PG_AUX) or (len(words) >= 2 and words[1] == database)
+
+
 def _redis_cpu_s(client: redis.Redis) -> float:
     info: dict[str, Any] = client.info("cpu")
     return float(info.get("used_cpu_user", 0.0)) + float(info.get("used_cpu_sys", 0.0))
@@ -56,13 +102,18 @@ class Cpu:
     """CPU seconds spent by each part of a run between :meth:`start` and :meth:`stop`.
 
     Each named process counts with its descendants; a process that has any
-    (the worker and its pool) also gets ``<name>_children``, their share.
+    (the worker and its pool) also gets ``<name>_children``, their share. With
+    ``postgres_db``, ``postgres`` is the database server's share (see
+    :func:`_postgres_cpu_s`), counted per server process: one that ends during
+    a period keeps the CPU it had at the last :meth:`sample`.
     """
 
-    def __init__(self, client: redis.Redis, pids: dict[str, int]) -> None:
-        self.client, self.pids = client, pids
+    def __init__(self, client: redis.Redis, pids: dict[str, int], postgres_db: str | None = None) -> None:
+        self.client, self.pids, self.postgres_db = client, pids, postgres_db
         self.begin: dict[str, float] = {}
         self.counted: dict[str, float] = {}
+        self._pg_begin: dict[int, float] = {}
+        self._pg_seen: dict[int, float] = {}
 
     def _now(self) -> dict[str, float]:
         out: dict[str, float] = {}
@@ -76,8 +127,21 @@ class Cpu:
         out["bench"] = times.user + times.system
         return out
 
+    def sample(self) -> None:
+        """Note the database server's processes now (call it every second or so while a period runs)."""
+        if self.postgres_db is not None and self.begin:
+            self._pg_seen |= _postgres_cpu_s(self.postgres_db)
+
+    def _postgres_period_s(self) -> float:
+        """The server's CPU since :meth:`start`: per process, its last figure less the one it started with."""
+        seen = self._pg_seen | _postgres_cpu_s(self.postgres_db or "")
+        return sum(max(0.0, value - self._pg_begin.get(pid, 0.0)) for pid, value in seen.items())
+
     def start(self) -> None:
         self.begin = self._now()
+        if self.postgres_db is not None:
+            self._pg_begin = _postgres_cpu_s(self.postgres_db)
+            self._pg_seen = dict(self._pg_begin)
 
     def stop(self) -> dict[str, float]:
         """The CPU seconds since :meth:`start` (plus any periods counted by :meth:`pause` before it)."""
@@ -91,6 +155,8 @@ class Cpu:
         end = self._now()
         for name, value in end.items():
             self.counted[name] = self.counted.get(name, 0.0) + value - self.begin.get(name, 0.0)
+        if self.postgres_db is not None:
+            self.counted["postgres"] = self.counted.get("postgres", 0.0) + self._postgres_period_s()
         self.begin = {}
 
     def total(self) -> dict[str, float]:

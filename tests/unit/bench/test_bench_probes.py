@@ -79,3 +79,21 @@ def test_cpu_periods_add_up_and_what_happens_between_them_does_not_count() -> No
     assert 0.35 <= total["me"] < 0.7
     assert 0.35 <= total["bench"] < 0.7
     assert cpu.stop() == total
+
+
+def test_the_postgres_share_is_the_servers_own_processes_and_this_databases_backends() -> None:
+    from bench.probes import _serves
+
+    # Given the process titles of a PostgreSQL server with backends for two databases
+    titles = {
+        "postgres: 15/main: walwriter": True,
+        "postgres: 15/main: checkpointer": True,
+        "postgres: 15/main: autovacuum worker bench": True,
+        "postgres: 15/main: postgres bench 127.0.0.1(51234) idle": True,
+        "postgres: 15/main: root bench [local] UPDATE": True,
+        "postgres: 15/main: postgres other 127.0.0.1(51236) idle in transaction": False,
+        "/usr/lib/postgresql/15/bin/postgres -D /var/lib/postgresql/15/main": False,
+    }
+    # When each is asked whether it works for the database "bench"
+    # Then the server's own processes and the backends of "bench" do, the others do not
+    assert {title: _serves(title, "bench") for title in titles} == titles
