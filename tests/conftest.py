@@ -39,6 +39,12 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
 
 
 @pytest.fixture
+def postgres_store() -> Iterator[Store]:
+    """A store on PostgreSQL alone (a temp schema), for what only PostgreSQL does."""
+    yield from _postgres_store()
+
+
+@pytest.fixture
 def seed_workflow() -> Workflow:
     """The workflow seed's graph: Annotate 1 -> Review 1 -> Complete, reject back."""
     return load_workflow(FIXTURES / "apples.yaml")

@@ -17,6 +17,7 @@ from sqlalchemy.exc import OperationalError
 
 from common.errors import TransientError
 from common.store.engine import is_sqlite
+from common.store.wakeups import announce
 
 __all__ = ["StoreBase"]
 
@@ -41,8 +42,12 @@ class StoreBase:
             yield conn
 
     @contextmanager
-    def write(self) -> Iterator[Connection]:
+    def write(self, *, wake: bool = True) -> Iterator[Connection]:
         """A write transaction (SQLite: takes the write lock at BEGIN).
+
+        Args:
+            wake: wake the producers when it commits (:mod:`common.store.wakeups`);
+                the producer's own claims and ledger writes say False.
 
         Raises:
             TransientError: the database cannot be reached (or is locked, or full);
@@ -52,6 +57,8 @@ class StoreBase:
             conn.execution_options(sqlite_immediate=True)
             with conn.begin():
                 yield conn
+                if wake:
+                    announce(conn)
 
     @property
     def is_sqlite(self) -> bool:

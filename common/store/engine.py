@@ -11,6 +11,7 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError
 
 from common.errors import InvalidInputError, TransientError
+from common.store.wakeups import CHANNEL, CHANNEL_OPTION
 
 __all__ = ["create_tables", "is_sqlite", "make_engine", "migrate"]
 
@@ -40,6 +41,8 @@ def make_engine(url: str, schema: str | None = None) -> Engine:
         kwargs["connect_args"] = {"check_same_thread": False, "timeout": 30, "isolation_level": None}
     elif schema:
         kwargs["connect_args"] = {"options": f"-csearch_path={schema}"}
+        # Stores that share a database by schema wake only their own producers.
+        kwargs["execution_options"] = {CHANNEL_OPTION: f"{CHANNEL}.{schema}"}
     if not url.startswith("sqlite"):
         kwargs["pool_pre_ping"] = True
     try:

@@ -151,7 +151,7 @@ def lease_picked(
         )
         .returning(*_RETURNED)
     )
-    with store.write() as conn:
+    with store.write(wake=False) as conn:  # a claim takes work; it gives none
         rows = conn.execute(stmt).all()
     validate, keys = TaskRecord.model_validate, _KEYS
     return [validate(dict(zip(keys, row, strict=True))) for row in rows]

@@ -160,7 +160,7 @@ class StoreLedger:
             return
         at = datetime.fromtimestamp(deadline, UTC)
         rows = [{"batch_id": b, "project_id": project_id, "stage_uuid": stage_uuid, "deadline": at} for b in batch_ids]
-        with self.store.write() as conn:
+        with self.store.write(wake=False) as conn:  # the producer's own bookkeeping
             conn.execute(delete(inflight_batches).where(*self._stage(project_id, stage_uuid), self._expired()))
             conn.execute(insert(inflight_batches), rows)
 

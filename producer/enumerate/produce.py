@@ -32,6 +32,7 @@ from common.store.leases import HOLD_PREFIX, claim_tasks, count_live_leases, nex
 from common.store.lifecycle import now
 from common.store.records import ProjectRecord
 from common.store.schema import tasks
+from common.store.wakeups import WorkSignal, listen
 from producer.enumerate.inflight import Ledger
 from producer.enumerate.outages import OUTAGES, Backoff
 from producer.enumerate.plan import ProduceObserver, StagePlan
@@ -77,6 +78,7 @@ class Producer:
         max_tasks_per_stage: int | None = None,
         observer: ProduceObserver | None = None,
         inline_bytes: int = INLINE_SPECS_BYTES,
+        wakeups: WorkSignal | None = None,
     ) -> None:
         if batch_size < 1 or max_in_flight < 1:
             raise InvalidInputError("--task-batch-size and --max-in-flight must be at least 1")
@@ -97,6 +99,9 @@ class Producer:
         self._refill = max(1, max_in_flight // 4)
         self.stats = ProduceStats()
         self.stop = threading.Event()
+        # Commits of other processes wake the waiting producer (common.store.wakeups);
+        # None: run() listens on the store's own database.
+        self.wakeups = wakeups
 
     # ---------------------------------------------------------------- running
     def release_holds(self) -> int:
@@ -119,6 +124,17 @@ class Producer:
         While the broker or the store does not answer (at start, or for a while
         during the run), it waits and tries again (:mod:`producer.enumerate.outages`).
         """
+        own_signal = self.wakeups is None
+        if self.wakeups is None:
+            self.wakeups = listen(self.store.engine)
+        try:
+            return self._run(self.wakeups)
+        finally:
+            if own_signal:
+                self.wakeups.close()
+                self.wakeups = None
+
+    def _run(self, wakeups: WorkSignal) -> ProduceStats:
         holds_released = False
         last_refresh = time.monotonic()
         backoff = Backoff(self.stop, log)
@@ -128,6 +144,7 @@ class Producer:
                     if not holds_released:
                         self.release_holds()
                         holds_released = True
+                    wakeups.pending()  # what this fill sees needs no wake-up of its own
                     published = sum(self._fill(plan, publisher) for plan in self.plans)
                     backoff.reset()  # the broker and the store answered
                     if published:
@@ -135,8 +152,8 @@ class Producer:
                     if self.refresh_every is None and self._drained():
                         break
                     elapsed = time.monotonic() - last_refresh
-                    timeout = 0.5 if self.refresh_every is None else self.refresh_every - elapsed
-                    self._wait_for_room(max(timeout, _POLL_S))
+                    timeout = 0.5 if self.refresh_every is None else self._until_due(self.refresh_every - elapsed)
+                    self._wait_for_room(max(timeout, _POLL_S), wakeups)
                     if self.refresh_every is not None and time.monotonic() - last_refresh >= self.refresh_every:
                         last_refresh = time.monotonic()
                 except OUTAGES as e:
@@ -197,15 +214,24 @@ class Producer:
     def _in_flight(self) -> int:
         return sum(self.ledger.count(self.project.id, p.stage.uuid) for p in self.plans)
 
-    def _wait_for_room(self, timeout: float) -> None:
-        """Sleep until a batch is applied (the ledger shrinks), ``timeout`` passes, or a stop."""
+    def _wait_for_room(self, timeout: float, wakeups: WorkSignal) -> None:
+        """Sleep until a batch is applied (the ledger shrinks), a commit wakes it, ``timeout`` passes, or a stop."""
         start = self._in_flight()
         end = time.monotonic() + timeout
         while not self.stop.is_set() and time.monotonic() < end:
             if self.stop.wait(_POLL_S):
                 return
-            if self._in_flight() < start:
+            if wakeups.pending() or self._in_flight() < start:
                 return
+
+    def _until_due(self, timeout: float) -> float:
+        """``timeout``, or less when nothing is in flight and a retry comes due sooner."""
+        if self._in_flight():
+            return timeout  # an applied batch wakes the producer before long anyway
+        due = [d for p in self.plans if (d := next_retry_at(self.store, self.project.id, p.stage.uuid))]
+        if not due:
+            return timeout
+        return min(timeout, (min(due) - now()).total_seconds())
 
     def _drained(self) -> bool:
         """Nothing claimable was found; is anything still on its way or waiting out a retry?"""
