@@ -142,6 +142,25 @@ def bench_totask_inference(
     _print(run(images=images, batch_size=batch_size), as_json)
 
 
+@bench_app.command("export")
+def bench_export_cmd(
+    tasks: int = typer.Option(1_000_000, "--tasks", min=1, help="Labelled tasks to build and export."),
+    fmt: str = typer.Option("coco", "--format", "-f", help="coco, yolo, voc, labelstudio or jsonl."),
+    as_json: bool = typer.Option(False, "--json", help="Print the figures as JSON only."),
+) -> None:
+    """Build a store of N labelled tasks, export it, and print tasks/s, objects/s and RSS."""
+    from bench.export import bench_export
+
+    progress = Progress(
+        TextColumn("exporting"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+        console=console, transient=True, disable=as_json or not console.is_terminal,
+    )  # fmt: skip
+    with progress:
+        bar = progress.add_task("export", total=tasks)
+        figures = bench_export(tasks, fmt, on_progress=lambda done, _: progress.update(bar, completed=done))
+    _print(figures, as_json)
+
+
 def _print(figures: dict[str, Any], as_json: bool) -> None:
     if as_json:
         print(json.dumps(figures))

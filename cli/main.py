@@ -17,6 +17,7 @@ def register() -> None:
     from cli import (  # noqa: F401
         bench,
         dead_letters,
+        export,
         lineage,
         ops,
         pipeline,

@@ -39,8 +39,9 @@ def test_coco_export_loads_in_pycocotools_and_scores_ap_1_against_itself(
     anns = {a["annoflow"]["id"]: a for a in gt.loadAnns(gt.getAnnIds())}
     assert set(anns) == {"a1", "a2", "p1", "b1", "k1"}
     assert anns["a1"]["bbox"] == [4, 6, 20, 14] and anns["a1"]["score"] == 0.9
-    assert anns["a1"]["annoflow"]["provenance"] == {"run_id": RUN, "method": "inference",
-                                                    "pre_processor": "yolo-nano", "pre_processor_version": "1.2"}  # fmt: skip
+    assert anns["a1"]["annoflow"]["provenance"] == {
+        "run_id": RUN, "method": "inference", "pre_processor": "yolo-nano", "pre_processor_version": "1.2",
+    }  # fmt: skip
     assert anns["p1"]["segmentation"] == [[40, 4, 60, 4, 60, 20, 40, 20]] and anns["p1"]["area"] == 320
     assert "score" not in anns["p1"]  # a person's polygon has no score
     assert anns["k1"]["keypoints"] == [50, 40, 2]
