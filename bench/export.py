@@ -47,7 +47,8 @@ def _units(n: int) -> Iterator[DataUnit]:
 def _objects(i: int) -> list[dict[str, Any]]:
     x, y = float(i % 500), float(i % 400)
     return [
-        {"id": f"b{i}", "class_id": i % 3, "type": "bbox", "coordinates": {"x": x, "y": y, "width": 40.0, "height": 30.0},
+        {"id": f"b{i}", "class_id": i % 3, "type": "bbox",
+         "coordinates": {"x": x, "y": y, "width": 40.0, "height": 30.0},
          "properties": {"label": ("apple", "pear", "plum")[i % 3]}, "score": 0.8, "provenance": _PROVENANCE},
         {"id": f"p{i}", "class_id": 1, "type": "polygon",
          "coordinates": {"points": [[x, y], [x + 20.0, y], [x + 10.0, y + 15.0]]}, "properties": {"label": "pear"}},
