@@ -1,4 +1,4 @@
-"""``annoflow bench ...``: thin commands over the measurements in :mod:`bench` (store, pipeline, versions, ToTask)."""
+"""``annoflow bench ...``: thin commands over the measurements in :mod:`bench` (store, pipeline, latency, ToTask...)."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from cli.app import console, group, settings
+from common.errors import InvalidInputError
 from common.store.importing import IMPORT_BATCH
 
 __all__ = ["bench_app"]
@@ -67,7 +68,6 @@ def bench_pipeline(
 ) -> None:
     """Throughput of the pipeline (no-op handler) against bare Celery (no-op task) on the same Redis broker."""
     from bench.pipeline import run_bench
-    from common.errors import InvalidInputError
 
     url = settings().broker_url or "redis://127.0.0.1:6379/15"
     if not url.startswith("redis"):
@@ -116,7 +116,6 @@ def bench_totask_file(
 ) -> None:
     """Files applied per second, end to end: local HTTP server, Redis, worker processes, store."""
     from bench.totask_file import bench_totask_file as run_bench
-    from common.errors import InvalidInputError
 
     url = settings().broker_url or "redis://127.0.0.1:6379/14"
     if not url.startswith("redis"):
@@ -167,3 +166,27 @@ def _print(figures: dict[str, Any], as_json: bool) -> None:
     else:
         for key, value in figures.items():
             console.print(f"{key:>28}: {value}")
+
+
+@bench_app.command("latency")
+def bench_latency_cmd(
+    store_url: Annotated[
+        str | None,
+        typer.Option(
+            "--store", "--store-url", help="Store of the Redis setup, e.g. postgresql://... [default: SQLite]"
+        ),
+    ] = None,
+    setups: Annotated[str, typer.Option("--setups", help="Comma-separated: redis, embedded")] = "redis,embedded",
+    samples: Annotated[int, typer.Option("--samples", min=2, help="Submits measured per setup")] = 30,
+    pause: Annotated[float, typer.Option("--pause", min=0.0, help="Idle seconds before each submit")] = 1.0,
+) -> None:
+    """Action -> handler start and action -> next stage, idle, as p50/p95/p99 JSON (one object per setup)."""
+    from bench.latency import SETUPS, bench_latency
+
+    broker = settings().broker_url or "redis://127.0.0.1:6379/13"
+    chosen = [s.strip() for s in setups.split(",") if s.strip()]
+    if unknown := [s for s in chosen if s not in SETUPS]:
+        raise InvalidInputError(f"--setups: unknown {', '.join(unknown)}; use any of {', '.join(SETUPS)}")
+    for setup in chosen:
+        figures = bench_latency(setup, samples, store_url=store_url, broker_url=broker, pause=pause)
+        print(json.dumps(figures), flush=True)
