@@ -16,7 +16,6 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
-import onnxruntime as ort  # type: ignore[import-untyped]
 
 from common.errors import InvalidInputError
 from common.totask.params import PreProcessorParams
@@ -24,7 +23,7 @@ from common.totask.preprocessors.base import InferenceItem, Prediction
 from common.totask.preprocessors.detector_outputs import decode_outputs, to_objects
 from common.totask.preprocessors.detector_params import DetectorParams, detector_params, thresholds
 from common.totask.preprocessors.letterbox import place_all, to_tensor
-from common.totask.preprocessors.onnx_model import OnnxModel, Prepared
+from common.totask.preprocessors.onnx_model import OnnxModel, Prepared, runtime_version
 
 __all__ = ["OnnxDetector"]
 
@@ -37,7 +36,7 @@ class OnnxDetector:
 
     def __init__(self, threads: int | None = None) -> None:
         self.threads = threads or os.cpu_count() or 1
-        self.version = f"onnxruntime-{ort.__version__}"
+        self.version = f"onnxruntime-{runtime_version()}"
         self.model_files: list[str] = []
         self._models: dict[tuple[str, str], OnnxModel] = {}
         self._prepared: dict[tuple[str, str, str], tuple[OnnxModel, Prepared]] = {}
@@ -74,7 +73,7 @@ class OnnxDetector:
                 if model is None:
                     model = self._models[key[:2]] = OnnxModel(dp.model_path, device)
                 self._prepared[key] = (model, model.prepare(dp))
-                self.version = f"onnxruntime-{ort.__version__}/{Path(model.path).stem}-{model.digest[:12]}"
+                self.version = f"onnxruntime-{runtime_version()}/{Path(model.path).stem}-{model.digest[:12]}"
                 if model.path not in self.model_files:
                     self.model_files.append(model.path)
             model, prep = self._prepared[key]

@@ -16,24 +16,38 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import onnxruntime as ort  # type: ignore[import-untyped]
 
 from common.errors import InvalidInputError
 from common.totask.preprocessors.detector_outputs import OutputSpec, resolve_outputs
 from common.totask.preprocessors.detector_params import DetectorParams
 from common.totask.preprocessors.letterbox import input_geometry
 
-__all__ = ["OnnxModel", "Prepared", "providers_for"]
+__all__ = ["OnnxModel", "Prepared", "providers_for", "runtime_version"]
 
 log = logging.getLogger(__name__)
 CUDA = "CUDAExecutionProvider"
 CPU = "CPUExecutionProvider"
 
 
+def ort() -> Any:
+    """onnxruntime, imported on first use: the producer and the applier import this module's
+    registry but never run a model (onnxruntime costs about 20 MB and 25 ms at import)."""
+    import onnxruntime  # type: ignore[import-untyped]
+
+    return onnxruntime
+
+
+def runtime_version() -> str:
+    """onnxruntime's version, from its package metadata (no import)."""
+    from importlib.metadata import version
+
+    return version("onnxruntime")
+
+
 def providers_for(device: str) -> list[Any]:
     """onnxruntime providers for a ``model_config.device``: CUDA when asked for (or auto) and present, else CPU."""
     if device == "auto" or device.startswith("cuda"):
-        if CUDA in ort.get_available_providers():
+        if CUDA in ort().get_available_providers():
             index = int(device.split(":", 1)[1]) if ":" in device else 0
             return [(CUDA, {"device_id": index}), CPU]
         if device != "auto":
@@ -71,7 +85,7 @@ class OnnxModel:
         self.path = str(p.resolve())
         self.digest = hashlib.sha256(data).hexdigest()
         try:
-            self.session = ort.InferenceSession(data, providers=providers_for(device))
+            self.session = ort().InferenceSession(data, providers=providers_for(device))
         except Exception as e:  # onnxruntime raises its own Fail/InvalidProtobuf, not importable as types
             first = str(e).strip().splitlines()[0][:160] if str(e).strip() else type(e).__name__
             raise InvalidInputError(
@@ -81,7 +95,7 @@ class OnnxModel:
         self.providers = self.session.get_providers()
         # After a batch, onnxruntime's idle threads would spin on the cores that the image
         # threads need for the next batch: stop them. One image alone gains from the spin.
-        self._batch_run = ort.RunOptions()
+        self._batch_run = ort().RunOptions()
         self._batch_run.add_run_config_entry("session.force_spinning_stop", "1")
         meta = self.session.get_modelmeta().custom_metadata_map
         self.meta_names = _names_of(meta.get("names"))
