@@ -24,7 +24,6 @@ the peak and a timeline (at most 60 points) to show that memory stays flat.
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -37,6 +36,7 @@ import redis
 from sqlalchemy import func, make_url, select
 
 from bench.probes import Cpu, rss_mb, thin
+from bench.processes import spawn, stop
 from common.celery_app import PipelineSettings, make_celery_app, make_queue
 from common.enums import TaskStatus
 from common.settings import Settings
@@ -66,27 +66,6 @@ def _units(n: int) -> Iterator[DataUnit]:
             title=f"item-{i}",
             files={"image": DataFile(url=f"file:///bench/{i}.jpg", is_primary=True)},
         )
-
-
-def _spawn(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
-    with open(log, "ab") as out:
-        return subprocess.Popen(
-            [sys.executable, "-m", "cli", *args],
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-
-
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
 
 
 def _baseline(app: Any, client: redis.Redis, n: int, timeout: float) -> float:
@@ -174,7 +153,7 @@ def run_bench(
     noop = store.workflow(project.id).stage("Noop").uuid
     client = redis.Redis.from_url(broker_url)
     app = make_celery_app(settings, PipelineSettings())
-    worker = _spawn(
+    worker = spawn(
         [
             "worker",
             "--agents",
@@ -198,7 +177,7 @@ def run_bench(
         baseline_cpu.start()
         before_s = _baseline(app, client, n_before, timeout)
         baseline_cpu.pause()
-        producer = _spawn(
+        producer = spawn(
             [
                 "produce",
                 "--project",
@@ -218,7 +197,7 @@ def run_bench(
             tmp / "producer.log",
         )
         applied_before = _applied(client)  # the counter is shared with whatever used this database before
-        applier = _spawn(["apply", "--num-retries", "0"], env, tmp / "applier.log")
+        applier = spawn(["apply", "--num-retries", "0"], env, tmp / "applier.log")
         procs += [producer, applier]
         # The database server's CPU too, when it is PostgreSQL (its backends for this database, read from /proc).
         pg_db = make_url(store_url).database if store_url.startswith("postgres") else None
@@ -252,13 +231,13 @@ def run_bench(
         annoflow_s = time.perf_counter() - start
         annoflow_cpu = cpu.stop()
         for proc in (applier, producer):  # idle, they would still poll: out of the second half's way
-            _stop(proc)
+            stop(proc)
         baseline_cpu.start()
         after_s = _baseline(app, client, n_baseline - n_before, timeout)
         baseline_cpu.pause()
     finally:
         for proc in reversed(procs):
-            _stop(proc)
+            stop(proc)
         store.close()
         if own_store:
             # A million tasks leave a 1.6 GB SQLite file; the logs stay for a look.
