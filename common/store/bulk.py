@@ -8,8 +8,11 @@ that get them. A group's values are converted for the driver once, whatever
 its size; the task columns ``updated_at`` and ``version`` (``version + 1``)
 are set on every update.
 
-* PostgreSQL: one statement per group; the tasks travel as arrays through
-  ``unnest``, so the statement text depends only on the columns set.
+* PostgreSQL: the driver's own connection too, one statement per group; the
+  tasks travel as one comma-joined text each (``string_to_array``, then
+  ``unnest``), so the statement text depends only on the columns set (psycopg
+  prepares it after a few runs) and the driver dumps one string instead of
+  quoting each element of a list (1.5 us per uuid).
 * SQLite (3.33 or later, for ``UPDATE ... FROM``): the driver's own
   connection, inside the transaction, one statement per group (and per 4,096
   tasks); the tasks come as a ``VALUES`` list, so the shared values are bound
@@ -26,12 +29,21 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Column, Connection, select, text
+from sqlalchemy import Column, Connection
 
 from common.store.records import TaskRecord
 from common.store.schema import events, projects, tasks
 
-__all__ = ["TASK_COLUMNS", "EventGroup", "UpdateGroup", "driver_value", "insert_events", "lock_tasks", "update_tasks"]
+__all__ = [
+    "TASK_COLUMNS",
+    "EventGroup",
+    "UpdateGroup",
+    "driver_value",
+    "insert_events",
+    "joined",
+    "lock_tasks",
+    "update_tasks",
+]
 
 # The task columns a result may change (besides updated_at and version, which every update sets).
 TASK_COLUMNS = (
@@ -69,6 +81,19 @@ _PROCESSORS: dict[tuple[str, str, str], Callable[[Any], Any] | None] = {}
 _SQLITE_ROWS = 4096
 
 
+def joined(values: Sequence[str]) -> str | None:
+    """The values as one text for PostgreSQL's ``string_to_array(text, ',')``; None if one holds a comma.
+
+    One string is one parameter for the driver to send, where a list of thousands costs
+    psycopg a quoting check per element (1.5 us per uuid, more than the server's work on it).
+    """
+    return None if any("," in v for v in values) else ",".join(values)
+
+
+def _ints(values: Sequence[int]) -> str:
+    return ",".join(map(str, values))
+
+
 def _driver(conn: Connection) -> Any:
     """The DB-API connection under ``conn``, inside ``conn``'s transaction."""
     return conn.connection.driver_connection
@@ -88,14 +113,13 @@ def lock_tasks(conn: Connection, uuids: list[str]) -> tuple[dict[str, TaskRecord
     if conn.dialect.name == "sqlite":
         rows: Any = _driver(conn).execute(_sqlite_lock(len(wanted)), tuple(wanted))
     else:
-        # Locked in uuid order so two appliers never deadlock.
-        rows = conn.execute(
-            select(*tasks.c, projects.c.workflow_version)
-            .join(projects, projects.c.id == tasks.c.project_id)
-            .where(tasks.c.uuid.in_(wanted))
-            .order_by(tasks.c.uuid)
-            .with_for_update(of=tasks)
-        )
+        # Locked in uuid order so two appliers never deadlock. The uuids as one text: a statement
+        # that does not change with the group's size (psycopg prepares it), one parameter to send.
+        text = joined(wanted)
+        if text is None:  # not uuids (a caller's bug); such a task cannot exist
+            wanted = [u for u in wanted if "," not in u]
+            text = ",".join(wanted)
+        rows = _driver(conn).execute(_PG_LOCK, (text,))
     found: dict[str, TaskRecord] = {}
     versions: dict[str, int] = {}
     for row in rows:
@@ -106,6 +130,11 @@ def lock_tasks(conn: Connection, uuids: list[str]) -> tuple[dict[str, TaskRecord
 
 
 _TASK_KEYS = list(tasks.c.keys())
+_PG_LOCK = (
+    f"SELECT {', '.join(f'{tasks.name}.{k}' for k in _TASK_KEYS)}, {projects.name}.workflow_version "
+    f"FROM {tasks.name} JOIN {projects.name} ON {projects.name}.id = {tasks.name}.project_id "
+    f"WHERE {tasks.name}.uuid = ANY(string_to_array(%s, ',')) ORDER BY {tasks.name}.uuid FOR UPDATE OF {tasks.name}"
+)
 
 
 def _sqlite_lock(n: int) -> str:
@@ -134,16 +163,14 @@ def update_tasks(conn: Connection, groups: Sequence[UpdateGroup], at: datetime) 
             raise ValueError(f"not task columns a result may change: {sorted(unknown)}")
         names = list(values)
         if conn.dialect.name == "postgresql":
-            sets = ", ".join(f"{c} = CAST(:v_{c} AS {_PG_TYPES[c]})" for c in names)
-            params: dict[str, Any] = {f"v_{c}": values[c] for c in names}
-            params |= {"at": at, "ids": [i for i, _ in members], "versions": [v for _, v in members]}
-            result = conn.execute(
-                text(
-                    f"UPDATE tasks SET {sets}, updated_at = :at, version = tasks.version + 1 "
-                    "FROM unnest(CAST(:ids AS integer[]), CAST(:versions AS integer[])) AS r(id, version) "
-                    "WHERE tasks.id = r.id AND tasks.version = r.version"
-                ),
-                params,
+            sets = "".join(f"{c} = CAST(%s AS {_PG_TYPES[c]}), " for c in names)
+            ids, versions = _ints([i for i, _ in members]), _ints([v for _, v in members])
+            result = _driver(conn).execute(
+                f"UPDATE {tasks.name} SET {sets}updated_at = %s, version = {tasks.name}.version + 1 "
+                "FROM unnest(CAST(string_to_array(%s, ',') AS integer[]), "
+                "CAST(string_to_array(%s, ',') AS integer[])) AS r(id, version) "
+                f"WHERE {tasks.name}.id = r.id AND {tasks.name}.version = r.version",
+                [*(values[c] for c in names), at, ids, versions],
             )
             done += int(result.rowcount)
             continue
@@ -171,13 +198,15 @@ def insert_events(conn: Connection, groups: Sequence[EventGroup]) -> None:
         if conn.dialect.name == "postgresql":
             params: dict[str, Any] = {c: values.get(c) for c in names}
             params["detail"] = None if params["detail"] is None else json.dumps(params["detail"])
-            params["uuids"] = uuids
-            conn.execute(
-                text(
-                    f"INSERT INTO events (task_uuid, {', '.join(names)}) "
-                    f"SELECT u, {', '.join(f'CAST(:{c} AS {t})' for c, t in _EVENT_TYPES.items())} "
-                    "FROM unnest(CAST(:uuids AS varchar[])) AS u"
-                ),
+            text = joined(uuids)
+            if text is None:  # never with task uuids; kept correct all the same
+                params["uuids"], unnest = list(uuids), "CAST(%(uuids)s AS varchar[])"
+            else:
+                params["uuids"], unnest = text, "string_to_array(%(uuids)s, ',')"
+            _driver(conn).execute(
+                f"INSERT INTO {events.name} (task_uuid, {', '.join(names)}) "
+                f"SELECT u, {', '.join(f'CAST(%({c})s AS {t})' for c, t in _EVENT_TYPES.items())} "
+                f"FROM unnest({unnest}) AS u",
                 params,
             )
             continue

@@ -109,3 +109,19 @@ def test_spec_json_is_what_the_model_writes(store: Store, wf: Workflow) -> None:
     assert first.labels is not None and first.labels.objects == objects and first.labels.version == 1
     assert first.files["mask"].original_name == 'm"ask' and first.params == {"k": [1, 2]}
     assert {TaskSpec.model_validate_json(t).meta.get("n") for t in texts} == {1, 3, None}
+
+
+def test_data_hashes_with_a_comma_are_found_too(store: Store, wf: Workflow) -> None:
+    from common.specs import _unit_json
+
+    # Given a data unit whose hash holds a comma (on PostgreSQL hashes travel comma-joined)
+    project = make_project(store, wf, ["a.jpg"])
+    odd = DataUnit(data_hash="x,y", title="odd", files={"image": DataFile(url="file:///odd.jpg", is_primary=True)})
+    store.add_data_units(project.id, store.dataset(project.id, "odd"), [odd])
+    claimed = claim_tasks(store, project.id, wf.stage("Pre-label").uuid, 10, lease_seconds=60)
+
+    # When the units' JSON is read for both tasks
+    units = _unit_json(store, {t.data_hash for t in claimed})
+
+    # Then each unit is found, the one with a comma as well
+    assert set(units) == {t.data_hash for t in claimed} and "x,y" in units

@@ -75,3 +75,14 @@ def test_a_column_a_result_may_not_change_is_refused(store: Store, seed_workflow
     ((task_id, version, *_),) = _rows(store, project.id)
     with store.write() as conn, pytest.raises(ValueError, match="data_title"):
         update_tasks(conn, [({"data_title": "x"}, [(task_id, version)])], datetime.now(UTC))
+
+
+def test_values_travel_joined_unless_one_holds_a_comma() -> None:
+    from common.store.bulk import joined
+
+    # Given uuids, and values one of which holds a comma
+    # When each list is joined for PostgreSQL's string_to_array
+    # Then the uuids become one text, and the list with a comma is refused (it goes as an array)
+    assert joined(["a1", "b2", "c3"]) == "a1,b2,c3"
+    assert joined([]) == ""
+    assert joined(["main", "review,2"]) is None
