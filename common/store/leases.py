@@ -18,8 +18,10 @@ with. What the ``lease_token`` column holds:
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Collection
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import (
@@ -35,6 +37,7 @@ from sqlalchemy import (
     or_,
     select,
     type_coerce,
+    union_all,
     update,
 )
 
@@ -47,6 +50,7 @@ __all__ = [
     "FAILED",
     "HOLD_PREFIX",
     "RETRY_PREFIX",
+    "ClaimCursor",
     "claim_tasks",
     "count_live_leases",
     "list_failed",
@@ -70,6 +74,36 @@ def _claimable(at: datetime, pass_started: datetime | None) -> ColumnElement[boo
     return or_(free, tasks.c.lease_deadline < at)
 
 
+@dataclass
+class ClaimCursor:
+    """Where a producer's last claim in one stage ended, so the next starts there.
+
+    The tasks a producer has in flight hold live leases and sit first in the
+    stage's claim order. A claim that starts from the top walks past every one
+    of them (15,000 at the default depth) before it finds a free task: on
+    PostgreSQL that walk was most of a claim's cost. With a cursor a claim
+    starts just after the last task claimed, and looks from the top again
+    (a rescan) when the tasks ahead of the cursor run short or ``rescan_s``
+    has passed since the last rescan. A task that becomes claimable behind the
+    cursor (a retry coming due, an expired lease, a task moved in with a higher
+    priority or a lower id) therefore waits at most ``rescan_s``, or until the
+    tasks ahead run out.
+    """
+
+    rescan_s: float = 1.0
+    priority: float | None = None
+    last_id: int | None = None
+    rescanned_at: float = float("-inf")
+
+    def due(self) -> bool:
+        return self.last_id is None or time.monotonic() - self.rescanned_at >= self.rescan_s
+
+    def moved_to(self, claimed: list[TaskRecord]) -> None:
+        """Past the last of ``claimed`` (in claim order); no tasks leave it where it is."""
+        if claimed:
+            self.priority, self.last_id = claimed[-1].priority, claimed[-1].id
+
+
 def claim_tasks(
     store: Store,
     project_id: str,
@@ -79,10 +113,11 @@ def claim_tasks(
     *,
     pass_started: datetime | None = None,
     by_priority: bool = True,
+    cursor: ClaimCursor | None = None,
 ) -> list[TaskRecord]:
     """Claim up to ``limit`` tasks of a stage that hold no live lease.
 
-    One ``UPDATE ... WHERE id IN (SELECT ... LIMIT n) RETURNING`` statement
+    One ``UPDATE ... WHERE id = ANY(ARRAY(SELECT ... LIMIT n)) RETURNING`` statement
     (with ``FOR UPDATE SKIP LOCKED`` on PostgreSQL, so concurrent producers
     never claim the same task) sets a fresh lease token per task, the deadline
     ``now + lease_seconds``, ``attempts + 1`` and ``version + 1``. Tasks whose
@@ -97,6 +132,8 @@ def claim_tasks(
         pass_started: leave out free tasks that changed after this time (a
             sequential runner's pass takes each task once).
         by_priority: claim the highest priority first (then oldest); else by id.
+        cursor: start after the previous claim's last task (see :class:`ClaimCursor`);
+            moved past the tasks this claim takes.
 
     Returns:
         The claimed tasks, highest priority first.
@@ -105,32 +142,79 @@ def claim_tasks(
         return []
     at = now()
     order = [tasks.c.priority.desc(), tasks.c.id] if by_priority else [tasks.c.id]
-    pick = (
-        select(tasks.c.id)
-        .where(
-            tasks.c.project_id == project_id,
-            tasks.c.stage_uuid == stage_uuid,
-            tasks.c.status != TaskStatus.COMPLETED.value,
-            _claimable(at, pass_started),
-        )
-        .order_by(*order)
-        .limit(limit)
-    )
+    claimable = [
+        tasks.c.project_id == project_id,
+        tasks.c.stage_uuid == stage_uuid,
+        tasks.c.status != TaskStatus.COMPLETED.value,
+        _claimable(at, pass_started),
+    ]
     # One random prefix per claim plus the task id: unique per task and unguessable.
-    claimed = lease_picked(store, pick, f"{CLAIM_PREFIX}{uuid.uuid4().hex}:", lease_seconds, at)
+    prefix = f"{CLAIM_PREFIX}{uuid.uuid4().hex}:"
+    claimed: list[TaskRecord] = []
+    if cursor is not None and not cursor.due():
+        ahead = _ahead(store, claimable, cursor, by_priority, limit)
+        claimed = lease_picked(store, ahead, prefix, lease_seconds, at, locks_itself=True)
+    if len(claimed) < limit:  # no cursor, a rescan due, or the tasks ahead ran short: from the top
+        top = select(tasks.c.id).where(*claimable).order_by(*order).limit(limit - len(claimed))
+        claimed += lease_picked(store, top, prefix, lease_seconds, at)
+        if cursor is not None:
+            cursor.rescanned_at = time.monotonic()
     # RETURNING gives no order; hand them out in claim order.
     claimed.sort(key=(lambda t: (-t.priority, t.id)) if by_priority else (lambda t: t.id))
+    if cursor is not None:
+        cursor.moved_to(claimed)
     return claimed
 
 
+def _ahead(
+    store: Store, claimable: list[ColumnElement[bool]], cursor: ClaimCursor, by_priority: bool, limit: int
+) -> Select[tuple[int]]:
+    """The first ``limit`` claimable ids after the cursor, in claim order.
+
+    Two ranges of the claim-order index, each entered at its start: the rest of
+    the cursor's priority after its task, then the lower priorities. (One
+    ``priority < p OR (priority = p AND id > i)`` would be a filter, walked from
+    the top of the stage, which is the walk the cursor is there to skip.)
+    """
+    assert cursor.last_id is not None
+    if not by_priority:
+        return select(tasks.c.id).where(*claimable, tasks.c.id > cursor.last_id).order_by(tasks.c.id).limit(limit)
+    same = (
+        select(tasks.c.id)
+        .where(*claimable, tasks.c.priority == cursor.priority, tasks.c.id > cursor.last_id)
+        .order_by(tasks.c.id)
+        .limit(limit)
+    )
+    lower = (
+        select(tasks.c.id)
+        .where(*claimable, tasks.c.priority < cursor.priority)
+        .order_by(tasks.c.priority.desc(), tasks.c.id)
+        .limit(limit)
+    )
+    if not store.is_sqlite:
+        same, lower = same.with_for_update(skip_locked=True), lower.with_for_update(skip_locked=True)
+    # Each range as a subquery of its own (its LIMIT and lock stay with it); the second is read
+    # only when the first runs short.
+    first, second = same.subquery(), lower.subquery()
+    both = union_all(select(first.c.id), select(second.c.id)).subquery()
+    return select(both.c.id).limit(limit)
+
+
 def lease_picked(
-    store: Store, pick: Select[tuple[int]], token_prefix: str, lease_seconds: float, at: datetime
+    store: Store,
+    pick: Select[tuple[int]],
+    token_prefix: str,
+    lease_seconds: float,
+    at: datetime,
+    *,
+    locks_itself: bool = False,
 ) -> list[TaskRecord]:
     """Lease the tasks whose ids ``pick`` selects, in one statement; return them (in no order).
 
     Each gets the token ``<token_prefix><id>``, the deadline ``at + lease_seconds``,
     ``attempts + 1`` and ``version + 1``. On PostgreSQL the pick skips rows another
-    transaction holds, so concurrent claimers never share a task.
+    transaction holds, so concurrent claimers never share a task; a pick that
+    ``locks_itself`` (its subqueries say ``FOR UPDATE SKIP LOCKED``) is taken as it is.
     """
     if store.is_sqlite:
         picked: ColumnElement[bool] = tasks.c.id.in_(pick.scalar_subquery())
@@ -138,7 +222,8 @@ def lease_picked(
         # The ids as one array (an InitPlan), so each row is found by primary key. With
         # ``id IN (subquery)`` PostgreSQL hash-joins the pick against a scan of the whole
         # table, a cost that grows with the project instead of with the claim.
-        picked = tasks.c.id == any_(func.array(pick.with_for_update(skip_locked=True).scalar_subquery()))
+        locked = pick if locks_itself else pick.with_for_update(skip_locked=True)
+        picked = tasks.c.id == any_(func.array(locked.scalar_subquery()))
     stmt = (
         update(tasks)
         .where(picked)

@@ -28,7 +28,7 @@ from common.batches import INLINE_SPECS_BYTES, BatchHeader
 from common.errors import InvalidInputError
 from common.specs import build_spec_json
 from common.store import Store
-from common.store.leases import HOLD_PREFIX, claim_tasks, count_live_leases, next_retry_at
+from common.store.leases import HOLD_PREFIX, ClaimCursor, claim_tasks, count_live_leases, next_retry_at
 from common.store.lifecycle import now
 from common.store.records import ProjectRecord
 from common.store.schema import tasks
@@ -102,6 +102,8 @@ class Producer:
         # Commits of other processes wake the waiting producer (common.store.wakeups);
         # None: run() listens on the store's own database.
         self.wakeups = wakeups
+        # Per stage: claims start after the tasks already in flight (see ClaimCursor).
+        self._cursors: dict[str, ClaimCursor] = {}
 
     # ---------------------------------------------------------------- running
     def release_holds(self) -> int:
@@ -180,7 +182,8 @@ class Producer:
         if want <= 0:
             return 0
         started = time.perf_counter()
-        claimed = claim_tasks(self.store, self.project.id, uuid_, want, self.lease_seconds)
+        cursor = self._cursors.setdefault(uuid_, ClaimCursor())
+        claimed = claim_tasks(self.store, self.project.id, uuid_, want, self.lease_seconds, cursor=cursor)
         if not claimed:
             return 0
         specs = build_spec_json(self.store, self.project, plan.stage, claimed, include_labels=plan.include_labels)

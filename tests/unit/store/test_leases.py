@@ -14,6 +14,7 @@ from sqlalchemy import event, update
 from common.store import Store
 from common.store.leases import (
     FAILED,
+    ClaimCursor,
     claim_tasks,
     count_live_leases,
     list_failed,
@@ -137,6 +138,49 @@ def test_concurrent_claims_never_share_a_task(store: Store, agent_workflow: Work
     assert len(claimed) == 40 and len(set(claimed)) == 40
 
 
+def test_a_cursor_claim_starts_after_the_last_claim_and_rescans_when_short(
+    store: Store, agent_workflow: Workflow
+) -> None:
+    # Given ten tasks, the first one first in the claim order by priority, the last one last
+    project = make_project(store, agent_workflow, [f"{i}.jpg" for i in range(10)])
+    stage = agent_workflow.stage("Pre-label").uuid
+    ordered = sorted(store.iter_tasks(project.id), key=lambda t: t.id)
+    _set(store, ordered[0].uuid, priority=0.9)
+    _set(store, ordered[-1].uuid, priority=0.1)
+    cursor = ClaimCursor(rescan_s=3600)
+
+    # When three are claimed with a cursor, and the lease of the first then runs out
+    first = claim_tasks(store, project.id, stage, 3, lease_seconds=60, cursor=cursor)
+    _set(store, first[0].uuid, lease_deadline=now() - timedelta(seconds=1))
+    # Then the next claim goes on after the cursor, across priorities: the expired task waits
+    second = claim_tasks(store, project.id, stage, 3, lease_seconds=60, cursor=cursor)
+    assert [t.uuid for t in first] == [t.uuid for t in ordered[:3]]
+    assert [t.uuid for t in second] == [t.uuid for t in ordered[3:6]]
+
+    # When more is asked for than is left ahead of the cursor
+    third = claim_tasks(store, project.id, stage, 10, lease_seconds=60, cursor=cursor)
+
+    # Then the rest ahead (down to the lowest priority) is taken, and a rescan from the top finds the expired one
+    assert {t.uuid for t in third} == {ordered[0].uuid, *(t.uuid for t in ordered[6:])}
+    assert third[0].uuid == ordered[0].uuid and third[0].attempts == 2
+    assert claim_tasks(store, project.id, stage, 10, lease_seconds=60, cursor=cursor) == []
+
+
+def test_a_task_behind_the_cursor_waits_at_most_one_rescan_period(store: Store, agent_workflow: Workflow) -> None:
+    # Given five tasks, two claimed with a cursor that rescans every time
+    project = make_project(store, agent_workflow, [f"{i}.jpg" for i in range(5)])
+    stage = agent_workflow.stage("Pre-label").uuid
+    cursor = ClaimCursor(rescan_s=0)
+    first = claim_tasks(store, project.id, stage, 2, lease_seconds=60, cursor=cursor)
+
+    # When the first one's lease runs out and one more task is claimed
+    _set(store, first[0].uuid, lease_deadline=now() - timedelta(seconds=1))
+    (again,) = claim_tasks(store, project.id, stage, 1, lease_seconds=60, cursor=cursor)
+
+    # Then the rescan due takes it before the tasks ahead of the cursor
+    assert again.uuid == first[0].uuid
+
+
 @pytest.fixture
 def pg_store() -> Iterator[Store]:
     yield from _postgres_store()
@@ -178,3 +222,60 @@ def test_a_claim_on_postgresql_reaches_its_rows_by_primary_key(pg_store: Store, 
     outer = list(_outer_nodes(plan))
     assert any(node.get("Index Name") == "tasks_pkey" for node in outer), plan
     assert not any(node["Node Type"] == "Seq Scan" for node in outer), plan
+
+
+def _removed_by_filter(plan: dict[str, Any]) -> int:
+    """Rows every node of the plan read and threw away, summed."""
+    return int(plan.get("Rows Removed by Filter", 0)) + sum(_removed_by_filter(c) for c in plan.get("Plans", []))
+
+
+def _claim_plan(store: Store, claim: Any) -> dict[str, Any]:
+    """The executed plan of the UPDATE that ``claim()`` sends, on the tasks as they were before it.
+
+    The claim runs, its tasks are freed again, and its statement is run once more under
+    EXPLAIN ANALYZE in a transaction that is rolled back.
+    """
+    statements: list[tuple[str, Any]] = []
+
+    def record(_conn: Any, _cursor: Any, statement: str, params: Any, _context: Any, _many: bool) -> None:
+        statements.append((statement, params))
+
+    event.listen(store.engine, "before_cursor_execute", record)
+    try:
+        claimed = claim()
+    finally:
+        event.remove(store.engine, "before_cursor_execute", record)
+    assert len(claimed) == 100
+    with store.write() as conn:
+        conn.execute(
+            update(tasks).where(tasks.c.id.in_([t.id for t in claimed])).values(lease_token=None, lease_deadline=None)
+        )
+    sql, params = next((s, p) for s, p in statements if s.lstrip().upper().startswith("UPDATE"))
+    with store.engine.connect() as conn:
+        cursor = conn.connection.driver_connection.cursor()
+        cursor.execute("EXPLAIN (ANALYZE, FORMAT JSON) " + sql, params)
+        plan: dict[str, Any] = cursor.fetchone()[0][0]["Plan"]
+        conn.rollback()
+    return plan
+
+
+def test_a_cursor_claim_on_postgresql_does_not_walk_past_the_tasks_in_flight(
+    pg_store: Store, agent_workflow: Workflow
+) -> None:
+    # Given 3,000 tasks in one stage on PostgreSQL, 2,000 of them claimed (in flight)
+    project = make_project(pg_store, agent_workflow, [f"{i}.jpg" for i in range(3000)])
+    stage = agent_workflow.stage("Pre-label").uuid
+    cursor = ClaimCursor(rescan_s=3600)
+    assert len(claim_tasks(pg_store, project.id, stage, 2000, lease_seconds=60, cursor=cursor)) == 2000
+    with pg_store.write() as conn:
+        conn.exec_driver_sql("ANALYZE tasks")
+
+    # When the next hundred are claimed from the top, and after the cursor
+    from_top = _claim_plan(pg_store, lambda: claim_tasks(pg_store, project.id, stage, 100, lease_seconds=60))
+    after = _claim_plan(
+        pg_store, lambda: claim_tasks(pg_store, project.id, stage, 100, lease_seconds=60, cursor=cursor)
+    )
+
+    # Then the claim from the top reads and drops every task in flight; the cursor's claim none of them
+    assert _removed_by_filter(from_top) >= 2000, from_top
+    assert _removed_by_filter(after) < 100, after
