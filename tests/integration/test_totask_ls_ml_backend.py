@@ -16,6 +16,7 @@ import sys
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -25,6 +26,9 @@ from PIL import Image, ImageDraw
 from common.enums import Role
 from common.settings import Settings
 from common.store import DataFile, DataUnit, Store
+from common.totask.objects import AnnotationObject
+from common.totask.params import PreProcessorParams
+from common.totask.preprocessors import InferenceItem, RemotePreProcessor
 from common.workflow import load_workflow
 from producer.totask.action import ToTaskAction, ToTaskOptions
 from tests.conftest import FIXTURES
@@ -59,14 +63,9 @@ def images() -> Iterator[LocalServer]:
     yield from serve(routes)  # type: ignore[arg-type]
 
 
-@pytest.fixture(scope="module")
-def backend(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A ``label-studio-ml`` server running ``BrightSquare`` on 127.0.0.1; its base URL."""
-    require_module("label_studio_ml", "label-studio-ml")
-    root = tmp_path_factory.mktemp("ls-ml")
-    init = [sys.executable, "-m", "label_studio_ml.server", "init", "backend", "--root-dir", str(root)]
-    subprocess.run([*init, "--script", f"{MODEL}:BrightSquare"], check=True, capture_output=True, timeout=60)
-    port = free_port()
+@contextmanager
+def _backend(root: Path, port: int) -> Iterator[str]:
+    """``label-studio-ml start`` of the backend made in ``root``, on ``port``; its base URL."""
     cmd = [sys.executable, str(root / "backend" / "_wsgi.py"), "--host", "127.0.0.1", "-p", str(port)]
     cmd += ["--model-dir", str(root / "models"), "--with", f"cache_dir={root}"]
     env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
@@ -91,6 +90,23 @@ def backend(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             proc.wait(10)
         except subprocess.TimeoutExpired:
             proc.kill()
+
+
+@pytest.fixture(scope="module")
+def made(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A folder holding the backend made by ``label-studio-ml init`` from ``bright_square.py``."""
+    require_module("label_studio_ml", "label-studio-ml")
+    root = tmp_path_factory.mktemp("ls-ml")
+    init = [sys.executable, "-m", "label_studio_ml.server", "init", "backend", "--root-dir", str(root)]
+    subprocess.run([*init, "--script", f"{MODEL}:BrightSquare"], check=True, capture_output=True, timeout=60)
+    return root
+
+
+@pytest.fixture(scope="module")
+def backend(made: Path) -> Iterator[str]:
+    """The ``BrightSquare`` backend running on 127.0.0.1; its base URL."""
+    with _backend(made, free_port()) as url:
+        yield url
 
 
 def test_a_totask_run_writes_the_backends_predictions_to_the_label_rows(
@@ -143,3 +159,22 @@ def test_a_totask_run_writes_the_backends_predictions_to_the_label_rows(
         prov = square["provenance"]
         assert prov["pre_processor"] == backend and prov["pre_processor_version"] == "bright-square-1"
         assert prov["source"] == f"{images.url}/img/{name}" and prov["run_id"] == result["run_id"]
+
+
+def test_a_restarted_backend_is_set_up_again(made: Path, images: LocalServer) -> None:
+    # Given the pre-processor set up against a backend that answered one prediction
+    port = free_port()
+    item = InferenceItem("t-1", f"{images.url}/img/wide.png", None, 400, 200)
+    params = PreProcessorParams.model_validate({"model_config": {"batch_size": 1}})
+    pre = RemotePreProcessor("ls", f"http://127.0.0.1:{port}")
+    with _backend(made, port):
+        assert pre.health()
+        assert len(pre.predict([item], params)[0]) == 1 and pre.version == "bright-square-1"
+    # When the backend restarts, having lost the model /setup loaded, and is asked again
+    with _backend(made, port):
+        (pred,) = pre.predict([item], params)
+    # Then the pre-processor set it up again and got the square
+    (square,) = pred
+    assert isinstance(square, AnnotationObject)
+    assert square.coordinates == {"x": 40.0, "y": 50.0, "width": 100.0, "height": 50.0}
+    pre.close()
