@@ -78,8 +78,8 @@ class RemotePreProcessor:
         if ready and not self._set_up:
             try:
                 self._setup(self.health_timeout)
-            except httpx.HTTPError:
-                return False
+            except (httpx.HTTPError, TransientError):
+                return False  # up, but its model is not loaded yet: not ready
         return ready
 
     def _learn_version(self, body: Any) -> None:
