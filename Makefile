@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint unit integration bench clean
+.PHONY: demo test lint unit integration bench clean labelstudio-server
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -16,6 +16,18 @@ venv: $(STAMP)
 
 demo: $(STAMP)
 	$(BIN)/annoflow demo
+
+# Label Studio for tests/integration/test_labelstudio.py: its own venv (its pins clash with ours) and a
+# migrated data dir with an admin and a personal access token, so the test session starts it in seconds.
+LS_VENV := .venv-labelstudio
+LS_TEMPLATE := $(LS_VENV)/template
+
+$(LS_TEMPLATE)/annoflow-test.json: tests/labelstudio/prepare.py
+	test -x $(LS_VENV)/bin/python || $(PYTHON) -m venv $(LS_VENV)
+	$(LS_VENV)/bin/pip install --quiet 'label-studio>=1.23,<1.24' 'sentry-sdk>=2.16,<3'
+	$(LS_VENV)/bin/python tests/labelstudio/prepare.py $(LS_TEMPLATE)
+
+labelstudio-server: $(LS_TEMPLATE)/annoflow-test.json
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
