@@ -25,6 +25,8 @@ __all__ = [
     "inflight_batches",
     "label_blobs",
     "label_rows",
+    "labelstudio_applied",
+    "labelstudio_links",
     "lineage_edges",
     "lineage_nodes",
     "memberships",
@@ -340,4 +342,28 @@ run_failures = Table(
     Column("error", Text, nullable=False),
     Column("at", DateTime(timezone=True), nullable=False),
     Index("ix_run_failures_run", "run_id", "id"),
+)
+
+# Label Studio connector (common/labelstudio): which Label Studio project shows a stage (migration 0010)...
+labelstudio_links = Table(
+    "labelstudio_links",
+    metadata,
+    Column("project_id", UUID, ForeignKey("projects.id", ondelete="CASCADE"), primary_key=True),
+    Column("stage_uuid", UUID, primary_key=True),
+    Column("url", Text, nullable=False),
+    Column("ls_project", Integer, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+# ...and the annotations already applied: a second pull or webhook of one finds its row and changes nothing.
+labelstudio_applied = Table(
+    "labelstudio_applied",
+    metadata,
+    Column("project_id", UUID, ForeignKey("projects.id", ondelete="CASCADE"), primary_key=True),
+    Column("stage_uuid", UUID, primary_key=True),
+    Column("annotation_id", Integer, primary_key=True),
+    Column("task_uuid", UUID, nullable=False),
+    Column("annotator", String(320), nullable=False),
+    Column("action", String(16), nullable=False),
+    Column("applied_at", DateTime(timezone=True), nullable=False),
 )
