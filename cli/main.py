@@ -18,6 +18,7 @@ def register() -> None:
         bench,
         dead_letters,
         export,
+        labelstudio,
         lineage,
         ops,
         pipeline,
