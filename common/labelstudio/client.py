@@ -118,6 +118,13 @@ class LabelStudioClient:
         uid = user["id"] if isinstance(user, dict) else user
         return str(self.get(f"/api/users/{uid}")["email"])
 
+    def ensure_local_storage(self, project_id: int, root: str) -> None:
+        """Give the project a local-files storage of ``root``: Label Studio serves /data/local-files/ only under one."""
+        have = self.get("/api/storages/localfiles", project=project_id)
+        if not any(s.get("path") == root for s in have):
+            body = {"project": project_id, "path": root, "title": "annoflow", "use_blob_urls": True}
+            self.post("/api/storages/localfiles", body)
+
     def add_webhook(self, project_id: int, url: str) -> dict[str, Any]:
         body = {
             "project": project_id,

@@ -167,6 +167,15 @@ def push(store: Store, client: LabelStudioClient, lnk: Link, local_files_root: s
         if regions:
             item["predictions"] = [{"model_version": "annoflow", "result": regions}]
         batch.append(item)
+    # Label Studio serves /data/local-files/ only under a storage of the project (a folder below its root).
+    for folder in sorted(
+        {
+            str(Path(local_files_root, i["data"]["image"].split("?d=", 1)[1]).resolve().parent)
+            for i in batch
+            if i["data"]["image"].startswith("/data/local-files/")
+        }
+    ):
+        client.ensure_local_storage(lnk.ls_project, folder)
     for start in range(0, len(batch), 500):
         client.import_tasks(lnk.ls_project, batch[start : start + 500])
     report.pushed = len(batch)

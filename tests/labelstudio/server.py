@@ -1,0 +1,82 @@
+"""A real Label Studio on loopback for one test session, started from the prepared data dir.
+
+``make labelstudio-server`` builds ``.venv-labelstudio`` and its migrated template; without it the
+tests skip with the reason, and with CI=true they fail.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.servers import free_port
+
+ROOT = Path(__file__).resolve().parents[2]
+LS_BIN = ROOT / ".venv-labelstudio" / "bin" / "label-studio"
+TEMPLATE = ROOT / ".venv-labelstudio" / "template"
+
+
+@dataclass(frozen=True)
+class LabelStudio:
+    url: str
+    token: str
+    email: str
+    files_root: Path  # served as local-files storage
+
+
+def start(tmp: Path) -> Iterator[LabelStudio]:
+    if not (LS_BIN.exists() and (TEMPLATE / "annoflow-test.json").exists()):
+        reason = f"Label Studio is not prepared ({LS_BIN} or {TEMPLATE}); run make labelstudio-server"
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(f"CI: {reason}", pytrace=False)
+        pytest.skip(f"SKIPPED LOUDLY: {reason}")
+    data, files = tmp / "ls-data", tmp / "ls-files"
+    shutil.copytree(TEMPLATE, data)
+    files.mkdir()
+    info = json.loads((data / "annoflow-test.json").read_text(encoding="utf-8"))
+    port = free_port()
+    env = {
+        **os.environ,
+        "LABEL_STUDIO_BASE_DATA_DIR": str(data),
+        "LABEL_STUDIO_LOCAL_FILES_SERVING_ENABLED": "true",
+        "LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT": str(files),
+        "SENTRY_DSN": "",
+        "FRONTEND_SENTRY_DSN": "",
+    }
+    log = (tmp / "ls.log").open("wb")
+    proc = subprocess.Popen(
+        [str(LS_BIN), "start", "--no-browser", "--internal-host", "127.0.0.1", "-p", str(port)],
+        cwd=tmp,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            try:
+                if httpx.get(f"{url}/health", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"Label Studio did not start; see {tmp / 'ls.log'}", pytrace=False)
+            time.sleep(0.3)
+        yield LabelStudio(url, info["token"], info["email"], files)
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
