@@ -12,7 +12,7 @@ import shutil
 import subprocess
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
@@ -28,7 +28,7 @@ TEMPLATE = ROOT / ".venv-labelstudio" / "template"
 @dataclass(frozen=True)
 class LabelStudio:
     url: str
-    token: str
+    token: str = field(repr=False)  # never in a failing test's output
     email: str
     files_root: Path  # served as local-files storage
 
