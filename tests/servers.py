@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import os
 import socket
+import subprocess
+import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+import httpx
 import pytest
 import sqlalchemy as sa
 
@@ -28,6 +31,25 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def wait_for_http(proc: subprocess.Popen[bytes], url: str, timeout_s: float, what: str, hint: str = "") -> None:
+    """Wait until GET ``url`` answers 200; fail the test if ``proc`` exits or ``timeout_s`` passes first.
+
+    The failure says ``hint`` (where the server's log is), or else the end of the process's stderr.
+    """
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            if httpx.get(url, timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        if proc.poll() is not None or time.monotonic() > deadline:
+            if not hint and proc.stderr is not None:
+                hint = proc.stderr.read().decode()[-2000:]
+            pytest.fail(f"{what} did not start: {hint}", pytrace=False)
+        time.sleep(0.2)
 
 
 def require(name: str, host: str, port: int) -> None:

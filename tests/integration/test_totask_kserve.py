@@ -4,18 +4,16 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
 from common.errors import InvalidInputError, NotFoundError
 from common.totask.preprocessors import PreProcessorRegistry, V2PreProcessor
 from tests.packages import require_module
-from tests.servers import free_port
+from tests.servers import free_port, wait_for_http
 from tests.unit.totask.helpers import CLASS_NAMES, boxes_of, items, params_for
 
 pytestmark = pytest.mark.integration
@@ -36,17 +34,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Any]
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"{url}/v2/health/ready", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                err = proc.stderr.read().decode()[-2000:] if proc.stderr else ""
-                pytest.fail(f"KServe ModelServer did not start: {err}")
-            time.sleep(0.3)
+        wait_for_http(proc, f"{url}/v2/health/ready", 60, "KServe ModelServer")
         yield url, onnx_models
     finally:
         proc.terminate()

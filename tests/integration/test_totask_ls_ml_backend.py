@@ -13,13 +13,11 @@ import io
 import os
 import subprocess
 import sys
-import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-import httpx
 import pytest
 from PIL import Image, ImageDraw
 
@@ -34,7 +32,7 @@ from producer.totask.action import ToTaskAction, ToTaskOptions
 from tests.conftest import FIXTURES
 from tests.integration.test_totask_http import LocalServer, serve
 from tests.packages import require_module
-from tests.servers import free_port
+from tests.servers import free_port, wait_for_http
 
 pytestmark = pytest.mark.integration
 MODEL = Path(__file__).resolve().parent / "ls_ml_backend" / "bright_square.py"
@@ -72,17 +70,7 @@ def _backend(root: Path, port: int) -> Iterator[str]:
     proc = subprocess.Popen(cmd, cwd=root, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(f"{url}/health", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                err = proc.stderr.read().decode()[-2000:] if proc.stderr else ""
-                pytest.fail(f"label-studio-ml backend did not start: {err}")
-            time.sleep(0.2)
+        wait_for_http(proc, f"{url}/health", 30, "label-studio-ml backend")
         yield url
     finally:
         proc.terminate()

@@ -10,15 +10,13 @@ import json
 import os
 import shutil
 import subprocess
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import httpx
 import pytest
 
-from tests.servers import free_port
+from tests.servers import free_port, wait_for_http
 
 ROOT = Path(__file__).resolve().parents[2]
 LS_BIN = ROOT / ".venv-labelstudio" / "bin" / "label-studio"
@@ -62,16 +60,7 @@ def start(tmp: Path) -> Iterator[LabelStudio]:
     )
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 90
-        while True:
-            try:
-                if httpx.get(f"{url}/health", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"Label Studio did not start; see {tmp / 'ls.log'}", pytrace=False)
-            time.sleep(0.3)
+        wait_for_http(proc, f"{url}/health", 90, "Label Studio", f"see {tmp / 'ls.log'}")
         yield LabelStudio(url, info["token"], info["email"], files)
     finally:
         proc.terminate()
