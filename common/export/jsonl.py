@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic_core import to_json
-
+from common.export.jsonio import dumps
 from common.export.source import ExportItem
 from common.export.summary import Tally
 from common.export.writer import Writer
@@ -27,7 +26,7 @@ class JsonlWriter(Writer):
         self._partial = target.with_name(target.name + ".partial")
 
     def open(self) -> None:
-        self._out = self._partial.open("wb")
+        self._out = self._partial.open("wb", buffering=1 << 20)
 
     def write(self, item: ExportItem) -> None:
         for obj in item.objects:
@@ -36,10 +35,9 @@ class JsonlWriter(Writer):
             "data_hash": item.data_hash, "title": item.title, "stage_uuid": item.stage_uuid, "status": item.status,
             "branch": item.branch, "image": {"url": item.image_url, "file_name": item.file_name,
                                              "width": item.width, "height": item.height},
-            "files": item.files, "meta": item.meta, "objects": [o.wire() for o in item.objects],
+            "files": item.files, "meta": item.meta, "objects": item.objects,
         }  # fmt: skip
-        self._out.write(to_json(line))
-        self._out.write(b"\n")
+        self._out.write(dumps(line) + b"\n")
         self.tally.objects += len(item.objects)
 
     def close(self) -> list[Path]:

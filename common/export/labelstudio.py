@@ -16,12 +16,11 @@ from pathlib import Path
 from typing import Any
 from xml.etree.ElementTree import Element, SubElement, indent, tostring
 
-from pydantic_core import to_json
-
+from common.export.jsonio import dumps
+from common.export.native import NativeObject, class_name
 from common.export.source import NO_SIZE, ExportItem
 from common.export.summary import Tally
-from common.export.writer import Writer, class_name
-from common.totask.objects import AnnotationObject
+from common.export.writer import Writer
 
 __all__ = ["CONTROLS", "LabelStudioWriter", "config_path"]
 
@@ -40,16 +39,15 @@ def config_path(target: Path) -> Path:
     return target.with_name(f"{target.stem}.label_config.xml")
 
 
-def _model_version(obj: AnnotationObject) -> str:
-    p = obj.provenance
-    assert p is not None
-    if p.pre_processor:
-        return f"{p.pre_processor}@{p.pre_processor_version}" if p.pre_processor_version else p.pre_processor
-    return p.run_id or f"annoflow-{p.method}"
+def _model_version(p: dict[str, Any]) -> str:
+    pre, version = p.get("pre_processor"), p.get("pre_processor_version")
+    if pre:
+        return f"{pre}@{version}" if version else str(pre)
+    return str(p.get("run_id") or f"annoflow-{p['method']}")
 
 
-def _labels(obj: AnnotationObject) -> list[str]:
-    raw = obj.properties.get("choices" if obj.type == "classification" else "labels")
+def _labels(obj: NativeObject) -> list[str]:
+    raw = obj["properties"].get("choices" if obj["type"] == "classification" else "labels")
     if isinstance(raw, list) and raw and all(isinstance(v, str) for v in raw):
         return list(raw)
     return [class_name(obj)]
@@ -72,37 +70,40 @@ class LabelStudioWriter(Writer):
         return [config_path(target)]
 
     def open(self) -> None:
-        self._out = self._partial.open("wb")
+        self._out = self._partial.open("wb", buffering=1 << 20)
         self._out.write(b"[\n")
         self._first = True
 
-    def _region(self, obj: AnnotationObject, item: ExportItem) -> dict[str, Any] | None:
-        if obj.type not in CONTROLS:
-            self.tally.skip(f"{obj.type} has no Label Studio image region")
+    def _region(self, obj: NativeObject, item: ExportItem) -> dict[str, Any] | None:
+        kind = obj["type"]
+        control = CONTROLS.get(kind)
+        if control is None:
+            self.tally.skip(f"{kind} has no Label Studio image region")
             return None
-        rtype, _, from_name, key = CONTROLS[obj.type]
+        rtype, _, from_name, key = control
         labels = _labels(obj)
-        region: dict[str, Any] = {"id": obj.id, "type": rtype, "from_name": from_name, "to_name": "image"}
+        region: dict[str, Any] = {"id": obj["id"], "type": rtype, "from_name": from_name, "to_name": "image"}
         value: dict[str, Any] = {key: labels}
-        if obj.type != "classification":
+        if kind != "classification":
             if not (item.width and item.height):
                 self.tally.skip(NO_SIZE)
                 return None
             sx, sy = 100.0 / item.width, 100.0 / item.height
-            c = obj.coordinates
-            if obj.type == "bbox":
+            c = obj["coordinates"]
+            if kind == "bbox":
                 value |= {"x": c["x"] * sx, "y": c["y"] * sy, "width": c["width"] * sx, "height": c["height"] * sy,
                           "rotation": c.get("rotation", 0)}  # fmt: skip
-            elif obj.type == "polygon":
+            elif kind == "polygon":
                 value |= {"points": [[x * sx, y * sy] for x, y in c["points"]], "closed": True}
             else:
                 value |= {"x": c["x"] * sx, "y": c["y"] * sy, "width": 0.5}
             region |= {"original_width": round(item.width), "original_height": round(item.height), "image_rotation": 0}
         region["value"] = value
-        if obj.score is not None:
-            region["score"] = obj.score
+        if "score" in obj:
+            region["score"] = obj["score"]
+        seen = self.seen[kind]
         for name in labels:
-            self.seen[obj.type][name] = None
+            seen[name] = None
         self.classes.index(obj)
         return region
 
@@ -113,10 +114,11 @@ class LabelStudioWriter(Writer):
             region = self._region(obj, item)
             if region is None:
                 continue
-            key = _HUMAN if obj.provenance is None else _model_version(obj)
+            prov = obj.get("provenance")
+            key = _HUMAN if prov is None else _model_version(prov)
             groups.setdefault(key, []).append(region)
-            if obj.score is not None:
-                scores.setdefault(key, []).append(obj.score)
+            if "score" in obj:
+                scores.setdefault(key, []).append(obj["score"])
             self.tally.objects += 1
         task: dict[str, Any] = {
             "data": {"image": item.image_url, "title": item.title, "data_hash": item.data_hash},
@@ -130,7 +132,7 @@ class LabelStudioWriter(Writer):
             for mv, res in groups.items()
         ]
         self._out.write(b"" if self._first else b",\n")
-        self._out.write(to_json(task))
+        self._out.write(dumps(task))
         self._first = False
 
     def labeling_config(self) -> str:

@@ -13,11 +13,11 @@ from __future__ import annotations
 from pathlib import Path
 from xml.etree.ElementTree import Element, ElementTree, SubElement, indent
 
+from common.export.native import NativeObject, box_of, class_name
 from common.export.paths import member
 from common.export.source import ExportItem
 from common.export.summary import Tally
-from common.export.writer import FileNames, Writer, class_name, link_image
-from common.totask.objects import AnnotationObject, bbox_of
+from common.export.writer import FileNames, Writer, link_image
 
 __all__ = ["VocWriter"]
 
@@ -49,25 +49,25 @@ class VocWriter(Writer):
         self.images.mkdir()
         self._listing = (self.target / "images.txt").open("w", encoding="utf-8")
 
-    def _object(self, root: Element, obj: AnnotationObject) -> bool:
-        box = bbox_of(obj)
-        if box is None or obj.type not in ("bbox", "polygon"):
+    def _object(self, root: Element, obj: NativeObject) -> bool:
+        box = box_of(obj)
+        if box is None or obj["type"] not in ("bbox", "polygon"):
             return False
         self.classes.index(obj)
         node = SubElement(root, "object")
         _text(node, "name", class_name(obj))
         _text(node, "pose", "Unspecified")
         _text(node, "truncated", 0)
-        _text(node, "difficult", 1 if obj.properties.get("difficult") else 0)
-        if obj.score is not None:
-            _text(node, "confidence", obj.score)
+        _text(node, "difficult", 1 if obj["properties"].get("difficult") else 0)
+        if "score" in obj:
+            _text(node, "confidence", obj["score"])
         bnd = SubElement(node, "bndbox")
         x1, y1, x2, y2 = box
         for tag, v in zip(("xmin", "ymin", "xmax", "ymax"), (x1 + 1, y1 + 1, x2, y2), strict=True):
             _text(bnd, tag, _coord(v))
-        if obj.type == "polygon":
+        if obj["type"] == "polygon":
             poly = SubElement(node, "polygon")
-            for i, (x, y) in enumerate(obj.coordinates["points"], start=1):
+            for i, (x, y) in enumerate(obj["coordinates"]["points"], start=1):
                 _text(poly, f"x{i}", _coord(x + 1))
                 _text(poly, f"y{i}", _coord(y + 1))
         return True
@@ -86,12 +86,12 @@ class VocWriter(Writer):
         _text(size, "width", round(item.width or 0))
         _text(size, "height", round(item.height or 0))
         _text(size, "depth", 3)
-        _text(root, "segmented", int(any(o.type == "polygon" for o in item.objects)))
+        _text(root, "segmented", int(any(o["type"] == "polygon" for o in item.objects)))
         for obj in item.objects:
             if self._object(root, obj):
                 self.tally.objects += 1
             else:
-                self.tally.skip(f"{obj.type} has no Pascal VOC form")
+                self.tally.skip(f"{obj['type']} has no Pascal VOC form")
         indent(root)
         ElementTree(root).write(member(self.annotations, stem + ".xml"), encoding="utf-8", xml_declaration=True)
         self._listing.write(f"{'JPEGImages/' + linked if linked else item.image_url}\n")

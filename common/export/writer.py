@@ -12,12 +12,12 @@ from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import ClassVar
 
+from common.export.native import NativeObject, class_name
 from common.export.paths import member, safe_stem
 from common.export.source import ExportItem, local_path
 from common.export.summary import Tally
-from common.totask.objects import AnnotationObject
 
-__all__ = ["ClassMap", "FileNames", "Writer", "class_name", "link_image", "polygon_area"]
+__all__ = ["ClassMap", "FileNames", "Writer", "link_image", "polygon_area"]
 
 
 class Writer(ABC):
@@ -56,11 +56,6 @@ class Writer(ABC):
         return None
 
 
-def class_name(obj: AnnotationObject) -> str:
-    """The name a class goes by: the object's label, else its class id as text."""
-    return obj.label or str(obj.class_id)
-
-
 class ClassMap:
     """Class ids in first-seen order, each with its name and a contiguous 0-based index."""
 
@@ -69,13 +64,14 @@ class ClassMap:
         self.names: list[str] = []
         self.ids: list[int | str] = []
 
-    def index(self, obj: AnnotationObject) -> int:
+    def index(self, obj: NativeObject) -> int:
         """The 0-based index of the object's class (a new class gets the next one)."""
-        found = self._index.get(obj.class_id)
+        cls = obj["class_id"]
+        found = self._index.get(cls)
         if found is None:
-            found = self._index[obj.class_id] = len(self.names)
+            found = self._index[cls] = len(self.names)
             self.names.append(class_name(obj))
-            self.ids.append(obj.class_id)
+            self.ids.append(cls)
         return found
 
 

@@ -14,11 +14,11 @@ from pathlib import Path
 
 import yaml
 
+from common.export.native import NativeObject
 from common.export.paths import member
 from common.export.source import NO_SIZE, ExportItem
 from common.export.summary import Tally
 from common.export.writer import FileNames, Writer, link_image
-from common.totask.objects import AnnotationObject
 
 __all__ = ["YoloWriter"]
 
@@ -44,12 +44,12 @@ class YoloWriter(Writer):
         self.images.mkdir()
         self._listing = (self.target / "images.txt").open("w", encoding="utf-8")
 
-    def _line(self, obj: AnnotationObject, w: float, h: float) -> str | None:
-        c = obj.coordinates
-        if obj.type == "bbox":
+    def _line(self, obj: NativeObject, w: float, h: float) -> str | None:
+        c, kind = obj["coordinates"], obj["type"]
+        if kind == "bbox":
             cx, cy = (c["x"] + c["width"] / 2) / w, (c["y"] + c["height"] / 2) / h
             values = [cx, cy, c["width"] / w, c["height"] / h]
-        elif obj.type == "polygon":
+        elif kind == "polygon":
             values = [v for x, y in c["points"] for v in (x / w, y / h)]
         else:
             return None
@@ -64,7 +64,7 @@ class YoloWriter(Writer):
                 continue
             line = self._line(obj, item.width, item.height)
             if line is None:
-                self.tally.skip(f"{obj.type} has no YOLO detection form")
+                self.tally.skip(f"{obj['type']} has no YOLO detection form")
                 continue
             lines.append(line)
         member(self.labels, stem + ".txt").write_text("".join(f"{ln}\n" for ln in lines), encoding="utf-8")
