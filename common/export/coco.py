@@ -117,14 +117,14 @@ class CocoWriter(Writer):
             self._annotations.clear()
 
     def _annotation(self, image_id: int, obj: NativeObject) -> dict[str, Any] | None:
-        kind = obj["type"]
-        if kind == "polyline":
+        kind, c = obj["type"], obj["coordinates"]
+        if kind == "bbox":  # the usual case, without the general box_of
+            x1, y1, w, h = c["x"], c["y"], c["width"], c["height"]
+        elif kind == "polyline" or (box := box_of(obj)) is None:
             return None
-        box = box_of(obj)
-        if box is None:
-            return None
-        x1, y1, x2, y2 = box
-        w, h = x2 - x1, y2 - y1
+        else:
+            x1, y1, x2, y2 = box
+            w, h = x2 - x1, y2 - y1
         self._ann_id += 1
         category = self.categories.id_of(obj)
         props = obj["properties"]
@@ -133,11 +133,10 @@ class CocoWriter(Writer):
             "area": w * h, "iscrowd": 1 if props.get("iscrowd") else 0,
         }  # fmt: skip
         if kind == "polygon":
-            points = obj["coordinates"]["points"]
+            points = c["points"]
             ann["segmentation"] = [[v for p in points for v in p]]
             ann["area"] = polygon_area(points)
         elif kind == "keypoint":
-            c = obj["coordinates"]
             ann["keypoints"] = [c["x"], c["y"], c.get("visibility", 2)]
             ann["num_keypoints"] = 1
         if "score" in obj:

@@ -33,9 +33,9 @@ def dumps(value: Any) -> bytes:
         return to_json(value)
 
 
-def dumps_array(values: list[Any]) -> bytes:
+def dumps_array(values: list[Any]) -> memoryview:
     """The JSON of the values, comma-separated: the elements of a JSON array, without its brackets.
 
-    One call for a few thousand values costs a third of one call each.
+    One call for a few thousand values costs a third of one call each; the view saves a copy.
     """
-    return dumps(values)[1:-1]
+    return memoryview(dumps(values))[1:-1]

@@ -111,6 +111,8 @@ def link_image(images: Path, stem: str, item: ExportItem) -> str | None:
 def polygon_area(points: list[list[float]]) -> float:
     """The area of a simple polygon (shoelace formula), in square pixels."""
     total = 0.0
-    for (x1, y1), (x2, y2) in zip(points, points[1:] + points[:1], strict=True):
-        total += x1 * y2 - x2 * y1
+    px, py = points[-1]
+    for x, y in points:  # each edge (previous point, this point), the last point closing the ring
+        total += px * y - x * py
+        px, py = x, y
     return abs(total) / 2.0
