@@ -32,12 +32,21 @@ def totask_run(
     ready_timeout: Annotated[float, typer.Option("--ready-timeout", min=0, help="Wait for the model (s)")] = 180.0,
     stall_timeout: Annotated[float, typer.Option("--stall-timeout", min=1, help="Stop without answers (s)")] = 300.0,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON")] = False,
+    project: Annotated[
+        str | None,
+        typer.Option(
+            "--project",
+            help="Run on this project instead of the parameters' one. A saved version (P@N) is read-only "
+            "and refused: a run writes labels into its tasks.",
+        ),
+    ] = None,
 ) -> None:
     """Run a ToTask action with a live progress bar; print its metrics (exit 1 if it FAILED)."""
     from rich.logging import RichHandler
 
     from common.celery_app import PipelineSettings
     from common.totask.params import load_params
+    from common.versions import resolve_target
     from producer.totask.action import ToTaskAction, ToTaskOptions
 
     # Per-task failures ("[Task <id>] Failed: ...") print above the live bar.
@@ -45,6 +54,11 @@ def totask_run(
     logging.getLogger("annoflow.totask").addHandler(handler)
     logging.getLogger("annoflow.totask").setLevel(logging.WARNING)
     params = load_params(params_file)
+    if project is not None:
+        params = params.model_copy(update={"project": project})
+    store = open_store()
+    # Before a run is recorded: a malformed P@N, an unknown version or a saved one is one line, exit 2.
+    resolve_target(store, str(params.project), "a ToTask run")
     options = ToTaskOptions(
         workers=workers, max_in_flight=max_in_flight, ready_timeout=ready_timeout, stall_timeout=stall_timeout
     )
@@ -67,7 +81,7 @@ def totask_run(
 
     action = ToTaskAction(
         params,
-        store=open_store(),
+        store=store,
         settings=settings(),
         pipeline=PipelineSettings(),
         options=options,

@@ -2,7 +2,7 @@
 
 from common.versions.create import create_version
 from common.versions.diff import StageChange, VersionDiff, diff_versions
-from common.versions.resolve import RunInput, list_versions, resolve_input
+from common.versions.resolve import RunInput, list_versions, parse_ref, resolve_input, resolve_target
 from common.versions.restore import RestoreResult, restore_version
 from common.versions.snapshot import VersionRecord
 
@@ -15,6 +15,8 @@ __all__ = [
     "create_version",
     "diff_versions",
     "list_versions",
+    "parse_ref",
     "resolve_input",
+    "resolve_target",
     "restore_version",
 ]

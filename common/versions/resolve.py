@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
@@ -14,7 +14,7 @@ from common.versions.content import TaskState
 from common.versions.snapshot import VersionRecord, chain_ids, find_version, iter_version_labels, iter_version_tasks
 from common.versions.snapshot import list_versions as _list
 
-__all__ = ["RunInput", "list_versions", "resolve_input"]
+__all__ = ["RunInput", "list_versions", "parse_ref", "resolve_input", "resolve_target"]
 
 
 class RunInput(BaseModel):
@@ -56,6 +56,24 @@ class RunInput(BaseModel):
                     yield data_hash, branch, objects or []
 
 
+def parse_ref(text: str) -> tuple[str, int | Literal["latest"] | None]:
+    """Split ``NAME``, ``NAME@N`` or ``NAME@latest`` into the project and the version named (None: none).
+
+    Raises:
+        InvalidInputError: no project before '@', or the text after it is not a number or 'latest'.
+    """
+    name, at, number = text.strip().rpartition("@") if "@" in text else (text.strip(), "", "")
+    name = name.strip()
+    if not at:
+        return name, None
+    if not name or not (number == "latest" or (number.isdigit() and int(number) >= 1)):
+        raise InvalidInputError(
+            f"{text!r}: write PROJECT@N (N a version number, 1 or more) or PROJECT@latest, "
+            "e.g. 'orchard@3'; 'annoflow version list --project PROJECT' lists them"
+        )
+    return name, "latest" if number == "latest" else int(number)
+
+
 def resolve_input(store: Store, text: str) -> RunInput:
     """Resolve ``NAME``, ``NAME@N`` or ``NAME@latest`` (a project id works for NAME).
 
@@ -63,9 +81,9 @@ def resolve_input(store: Store, text: str) -> RunInput:
         InvalidInputError: the text after '@' is not a number or 'latest'.
         NotFoundError: no such project, or it has no such version.
     """
-    name, at, number = text.strip().rpartition("@") if "@" in text else (text.strip(), "", "")
+    name, number = parse_ref(text)
     project = store.get_project(name)
-    if not at:
+    if number is None:
         return RunInput(project=project)
     with store.read() as conn:
         if number == "latest":
@@ -73,9 +91,30 @@ def resolve_input(store: Store, text: str) -> RunInput:
             if not versions:
                 raise NotFoundError(f"project {project.name!r} has no version yet; 'annoflow version create' makes one")
             return RunInput(project=project, version=versions[-1])
-        if not number.isdigit():
-            raise InvalidInputError(f"{text!r}: write PROJECT@N (a version number) or PROJECT@latest")
-        return RunInput(project=project, version=find_version(conn, project.id, int(number), project.name))
+        return RunInput(project=project, version=find_version(conn, project.id, number, project.name))
+
+
+def resolve_target(store: Store, text: str, what: str) -> ProjectRecord:
+    """The live project that ``what`` (a command that writes labels) works on; a saved version is refused.
+
+    A saved version is read-only: it is the input of runs and exports, never written. ``P@N``
+    is resolved first, so a malformed reference or an unknown version says so; a version
+    that exists is refused with the ways to go on.
+
+    Raises:
+        InvalidInputError: ``text`` names a saved version, or is malformed.
+        NotFoundError: no such project, or no such version.
+    """
+    found = resolve_input(store, text)
+    if found.version is None:
+        return found.project
+    name, n = found.project.name, found.version.number
+    raise InvalidInputError(
+        f"{text.strip()!r} is saved version {n} of {name!r}, which is read-only, and {what} writes labels "
+        f"into the tasks it runs on: run it on the project as it is now (--project {name}), or restore "
+        f"the version as a new project and run on that ('annoflow version restore --project {name} "
+        f"--version {n} --as {name}-v{n}', then --project {name}-v{n})"
+    )
 
 
 def list_versions(store: Store, project: str) -> list[VersionRecord]:

@@ -29,6 +29,7 @@ from common.settings import Settings
 from common.store import Store
 from common.totask.params import ToTaskParams, validate_params
 from common.totask.preprocessors import REGISTRY, PreProcessorRegistry
+from common.versions import resolve_input
 from producer.lineage import RunLineage, pre_processor_refs
 from producer.totask.checks import check_run
 from producer.totask.run import Execution, RunStopped, ToTaskOptions, run_metrics
@@ -91,7 +92,8 @@ class ToTaskAction:
         p = self.params
         record = p.model_dump(mode="json", by_alias=True)
         try:
-            project_id: str | None = self.store.get_project(str(p.project)).id
+            # P@N resolves to its project, so even a refused run is recorded under it.
+            project_id: str | None = resolve_input(self.store, str(p.project)).project.id
         except AnnoflowError:
             project_id = None
         run = self.store.create_run(project_id, "totask", p.name, record)

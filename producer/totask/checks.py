@@ -21,6 +21,7 @@ from common.store.schema import datasets
 from common.store.totask_runs import count_tasks
 from common.totask.params import ToTaskParams
 from common.totask.preprocessors import PreProcessorRegistry
+from common.versions import resolve_target
 
 __all__ = ["RunPlan", "check_agent", "check_data_collection", "check_run", "check_target_specification"]
 
@@ -117,14 +118,16 @@ def check_run(
     """Run every critical check; return the plan and the agent's email.
 
     Raises:
-        NotFoundError: unknown project or agent, no data collection, no target
+        NotFoundError: unknown project, version or agent, no data collection, no target
             specification, unknown pre-processor.
         ForbiddenError: the agent cannot annotate.
         TransientError: "Pre-processor not active".
-        InvalidInputError: parameters the pre-processor's model cannot take, "No tasks found
+        InvalidInputError: the project names a saved version (read-only) or is malformed, parameters
+            the pre-processor's model cannot take, "No tasks found
             matching filters", or a filter the store refuses.
     """
-    project = store.get_project(str(params.project))
+    # A ToTask run writes into the tasks it runs on: a saved version (P@N) is refused, not written.
+    project = resolve_target(store, str(params.project), "a ToTask run")
     agent = check_agent(store, project, params.agent)
     check_data_collection(store, project, params)
     version = None

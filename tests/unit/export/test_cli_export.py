@@ -75,3 +75,29 @@ def test_bench_export_prints_rates_and_rss(store_url: str) -> None:
     assert (figures["tasks"], figures["objects"]) == (300, 600)
     assert figures["tasks_per_s"] > 0 and figures["objects_per_s"] > 0
     assert figures["rss_peak_mb"] > 0 and figures["rss_end_mb"] > 0
+
+
+def test_export_command_reads_project_at_version(store_url: str, tmp_path: Path) -> None:
+    # Given version 1 of the labelled project
+    from common.versions import create_version
+
+    store = Store.open(store_url)
+    create_version(store, "orchard")
+    store.close()
+    base = ["export", "-f", "jsonl", "--root", str(tmp_path)]
+
+    # When it is exported as orchard@1, as orchard@1 --version 2, and as an unknown or malformed version
+    ok = CliRunner().invoke(cli.app, [*base, "--project", "orchard@1", "-o", "v1.jsonl", "--json"])
+    conflict = CliRunner().invoke(cli.app, [*base, "--project", "orchard@1", "--version", "2", "-o", "c.jsonl"])
+    unknown = CliRunner().invoke(cli.app, [*base, "--project", "orchard@9", "-o", "u.jsonl"])
+    malformed = CliRunner().invoke(cli.app, [*base, "--project", "orchard@v1", "-o", "m.jsonl"])
+
+    # Then the version is exported, and each bad request fails with one line saying what and how to fix it
+    assert ok.exit_code == 0, ok.output
+    assert json.loads(ok.stdout)["version"] == 1 and (tmp_path / "v1.jsonl").exists()
+    assert conflict.exit_code == 2 and "'orchard@1' names version 1 but version=2 was given" in conflict.output
+    assert unknown.exit_code == 2 and "project 'orchard' has no version 9" in unknown.output
+    assert malformed.exit_code == 2 and "'orchard@v1': write PROJECT@N" in malformed.output
+    for result in (conflict, unknown, malformed):
+        assert "Traceback" not in result.output
+    assert not any((tmp_path / f).exists() for f in ("c.jsonl", "u.jsonl", "m.jsonl"))

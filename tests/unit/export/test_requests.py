@@ -166,3 +166,46 @@ def test_the_sdk_exports_a_project(store: Store, seed_workflow: Workflow, tmp_pa
     assert summary.format == "labelstudio" and summary.tasks == 3
     assert len(json.loads((tmp_path / "tasks.json").read_text())) == 3
     assert seen == [(3, 3)]
+
+
+def test_project_at_version_and_version_must_agree(store: Store, seed_workflow: Workflow, tmp_path: Path) -> None:
+    # Given versions 1 and 2 (a label row changed in between)
+    lab = labelled_project(store, seed_workflow, tmp_path)
+    create_version(store, "orchard")
+    row = store.get_label_row(lab.project.id, lab.hashes["orchard_01.png"])
+    store.save_label_row(row.model_copy(update={"objects": [box("new", 9, "plum", 1, 1, 2, 2)]}))
+    create_version(store, "orchard")
+
+    # When orchard@1 is asked for with version=2, then it is refused, naming both and asking for one
+    with pytest.raises(InvalidInputError, match=r"'orchard@1' names version 1 but version=2 was given; name one"):
+        export_project(store, "orchard@1", "jsonl", "conflict.jsonl", version=2, root=tmp_path)
+    assert not (tmp_path / "conflict.jsonl").exists()
+
+    # And the same version both ways, or @latest, exports that version
+    same = export_project(store, "orchard@1", "jsonl", "same.jsonl", version=1, root=tmp_path)
+    latest = export_project(store, "orchard@latest", "jsonl", "latest.jsonl", root=tmp_path)
+    assert (same.version, latest.version) == (1, 2)
+
+
+@pytest.mark.parametrize(
+    ("project", "error", "message"),
+    [
+        ("orchard@9", NotFoundError, "project 'orchard' has no version 9; list them with 'annoflow version list"),
+        ("orchard@x", InvalidInputError, "'orchard@x': write PROJECT@N"),
+        ("orchard@", InvalidInputError, "'orchard@': write PROJECT@N"),
+        ("orchard@0", InvalidInputError, "'orchard@0': write PROJECT@N (N a version number, 1 or more)"),
+        ("@1", InvalidInputError, "'@1': write PROJECT@N"),
+        ("orchard@latest", NotFoundError, "project 'orchard' has no version yet"),
+        ("plums@1", NotFoundError, "no project 'plums'"),
+    ],
+)
+def test_a_bad_project_at_version_says_what_is_wrong(
+    store: Store, seed_workflow: Workflow, tmp_path: Path, project: str, error: type[Exception], message: str
+) -> None:
+    # Given a project without versions, when an unknown or malformed version of it is exported
+    labelled_project(store, seed_workflow, tmp_path)
+    with pytest.raises(error, match=message.replace("(", r"\(").replace(")", r"\)")):
+        export_project(store, project, "coco", "out.json", root=tmp_path)
+
+    # Then nothing is written
+    assert not (tmp_path / "out.json").exists()
