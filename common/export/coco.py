@@ -17,7 +17,7 @@ from common.export.jsonio import dumps, dumps_array
 from common.export.native import NativeObject, box_of, class_name
 from common.export.source import ExportItem
 from common.export.summary import Tally
-from common.export.writer import Writer, polygon_area
+from common.export.writer import Writer, polygon_geometry
 
 __all__ = ["CocoWriter"]
 
@@ -118,8 +118,12 @@ class CocoWriter(Writer):
 
     def _annotation(self, image_id: int, obj: NativeObject) -> dict[str, Any] | None:
         kind, c = obj["type"], obj["coordinates"]
+        flat: list[float] | None = None
         if kind == "bbox":  # the usual case, without the general box_of
             x1, y1, w, h = c["x"], c["y"], c["width"], c["height"]
+        elif kind == "polygon":
+            x1, y1, x2, y2, flat, area = polygon_geometry(c["points"])
+            w, h = x2 - x1, y2 - y1
         elif kind == "polyline" or (box := box_of(obj)) is None:
             return None
         else:
@@ -132,10 +136,9 @@ class CocoWriter(Writer):
             "id": self._ann_id, "image_id": image_id, "category_id": category, "bbox": [x1, y1, w, h],
             "area": w * h, "iscrowd": 1 if props.get("iscrowd") else 0,
         }  # fmt: skip
-        if kind == "polygon":
-            points = c["points"]
-            ann["segmentation"] = [[v for p in points for v in p]]
-            ann["area"] = polygon_area(points)
+        if flat is not None:
+            ann["segmentation"] = [flat]
+            ann["area"] = area
         elif kind == "keypoint":
             ann["keypoints"] = [c["x"], c["y"], c.get("visibility", 2)]
             ann["num_keypoints"] = 1

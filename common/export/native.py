@@ -67,6 +67,11 @@ def _coordinates_ok(kind: str, c: dict[str, Any]) -> bool:
 def _provenance(p: Any) -> dict[str, Any] | None:
     if type(p) is not dict or p.get("method") not in _METHODS:
         return None
+    for v in p.values():
+        if type(v) is not str:
+            break
+    else:
+        return p  # every value text, the usual case: nothing more to check
     for k in _PROVENANCE_TEXT:
         v = p.get(k)
         if v is not None and type(v) is not str:
