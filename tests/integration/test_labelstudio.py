@@ -25,16 +25,11 @@ from common.labelstudio import (
 from common.sdk import AnnotationStage, Client
 from common.store import DataFile, DataUnit, Store
 from common.workflow import load_workflow
-from tests.labelstudio.server import LabelStudio, start
+from tests.labelstudio.server import LabelStudio
 from tests.servers import free_port
 
 pytestmark = pytest.mark.integration
 APPLES = Path(__file__).parents[1] / "fixtures" / "apples.yaml"
-
-
-@pytest.fixture(scope="module")
-def ls(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabelStudio]:
-    yield from start(tmp_path_factory.mktemp("labelstudio"))
 
 
 @pytest.fixture

@@ -1,0 +1,15 @@
+"""Integration fixtures shared across modules: one real Label Studio server per test session."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from tests.labelstudio.server import LabelStudio, start
+
+
+@pytest.fixture(scope="session")
+def ls(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabelStudio]:
+    """A Label Studio on loopback started from the prepared template (about 8 s, paid once a session)."""
+    yield from start(tmp_path_factory.mktemp("labelstudio"))
