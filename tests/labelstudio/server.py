@@ -28,6 +28,7 @@ class LabelStudio:
     url: str
     token: str = field(repr=False)  # never in a failing test's output
     email: str
+    password: str = field(repr=False)  # the admin's, for the browser test's login
     files_root: Path  # served as local-files storage
 
 
@@ -61,7 +62,7 @@ def start(tmp: Path) -> Iterator[LabelStudio]:
     url = f"http://127.0.0.1:{port}"
     try:
         wait_for_http(proc, f"{url}/health", 90, "Label Studio", f"see {tmp / 'ls.log'}")
-        yield LabelStudio(url, info["token"], info["email"], files)
+        yield LabelStudio(url, info["token"], info["email"], info["password"], files)
     finally:
         proc.terminate()
         try:
