@@ -13,7 +13,19 @@ import httpx
 
 from common.errors import InvalidInputError, NotFoundError, TransientError
 
-__all__ = ["LabelStudioAuthError", "LabelStudioClient", "LabelStudioConfigError", "LabelStudioUnreachableError"]
+__all__ = [
+    "WEBHOOK_ACTIONS",
+    "WEBHOOK_SECRET_HEADER",
+    "LabelStudioAuthError",
+    "LabelStudioClient",
+    "LabelStudioConfigError",
+    "LabelStudioUnreachableError",
+]
+
+# The Label Studio webhook actions annoflow applies; the webhook app answers any other one and ignores it.
+WEBHOOK_ACTIONS = ("ANNOTATION_CREATED", "ANNOTATION_UPDATED")
+# The header that carries ANNOFLOW_LABELSTUDIO_WEBHOOK_SECRET in each webhook Label Studio sends.
+WEBHOOK_SECRET_HEADER = "X-Annoflow-Secret"
 
 
 class LabelStudioAuthError(InvalidInputError):
@@ -125,12 +137,48 @@ class LabelStudioClient:
             body = {"project": project_id, "path": root, "title": "annoflow", "use_blob_urls": True}
             self.post("/api/storages/localfiles", body)
 
-    def add_webhook(self, project_id: int, url: str) -> dict[str, Any]:
-        body = {
+    def patch(self, path: str, body: Any) -> Any:
+        return self._send("PATCH", path, json=body).json()
+
+    def webhooks(self, project_id: int) -> list[dict[str, Any]]:
+        """The webhooks of one project."""
+        return [dict(h) for h in self.get("/api/webhooks", project=project_id) if h.get("project") == project_id]
+
+    def ensure_webhook(self, project_id: int, url: str, secret: str = "") -> tuple[dict[str, Any], bool]:
+        """Make the project send ANNOTATION_CREATED and ANNOTATION_UPDATED, with their payload, to ``url``.
+
+        With a ``secret`` each request carries it in the :data:`WEBHOOK_SECRET_HEADER` header. A webhook of
+        the project with that URL is kept (its actions and headers brought up to date), not duplicated.
+        Returns the webhook and whether it was created now.
+
+        Raises:
+            InvalidInputError: Label Studio refused the URL (its SSRF protection refuses loopback and
+                private addresses unless SSRF_PROTECTION_ENABLED=false on the Label Studio server).
+        """
+        body: dict[str, Any] = {
             "project": project_id,
             "url": url,
             "send_payload": True,
             "send_for_all_actions": False,
-            "actions": ["ANNOTATION_CREATED", "ANNOTATION_UPDATED"],
+            "headers": {WEBHOOK_SECRET_HEADER: secret} if secret else {},
+            "is_active": True,
+            "actions": list(WEBHOOK_ACTIONS),
         }
-        return dict(self.post("/api/webhooks", body))
+        for hook in self.webhooks(project_id):
+            if hook.get("url") != url:
+                continue
+            stale = [k for k, v in body.items() if k != "actions" and hook.get(k) != v]
+            if stale or set(hook.get("actions") or []) != set(WEBHOOK_ACTIONS):
+                # The whole body: an update without "actions" would clear the hook's actions.
+                update = {k: v for k, v in body.items() if k != "project"}
+                hook = dict(self.patch(f"/api/webhooks/{hook['id']}", update))
+            return hook, False
+        try:
+            return dict(self.post("/api/webhooks", body)), True
+        except InvalidInputError as e:
+            if "not allowed" not in str(e):
+                raise
+            raise InvalidInputError(
+                f"Label Studio at {self.url} refused the webhook URL {url}: {e}; a loopback or private address "
+                "needs SSRF_PROTECTION_ENABLED=false (or USE_DEFAULT_BANNED_SUBNETS=false) on the Label Studio server"
+            ) from e

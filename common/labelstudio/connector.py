@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import Connection, insert, select
 from sqlalchemy.exc import IntegrityError
@@ -29,7 +29,18 @@ from common.store.records import LabelRow, now
 from common.store.schema import data_units, label_rows, labelstudio_applied, labelstudio_links
 from common.workflow_graph import Stage
 
-__all__ = ["Link", "PullReport", "PushReport", "apply_annotation", "get_link", "link", "pull", "push"]
+__all__ = [
+    "AnnotationSource",
+    "Link",
+    "PullReport",
+    "PushReport",
+    "apply_annotation",
+    "find_link",
+    "get_link",
+    "link",
+    "pull",
+    "push",
+]
 
 _LINKABLE = (StageType.ANNOTATION, StageType.REVIEW)
 _WAITING = frozenset({TaskStatus.NEW, TaskStatus.ASSIGNED, TaskStatus.RELEASED, TaskStatus.REOPENED})
@@ -45,6 +56,18 @@ class Link:
     review: bool
     url: str
     ls_project: int
+
+
+class AnnotationSource(Protocol):
+    """What applying an annotation reads from Label Studio: :class:`LabelStudioClient`, or a fake in tests."""
+
+    url: str
+
+    def annotation(self, annotation_id: int) -> dict[str, Any]: ...
+
+    def task(self, task_id: int) -> dict[str, Any]: ...
+
+    def user_email(self, user: int | dict[str, Any]) -> str: ...
 
 
 @dataclass
@@ -120,6 +143,27 @@ def get_link(store: Store, project: str, stage: str) -> Link:
     return Link(record.id, st.uuid, st.title, st.type is StageType.REVIEW, row.url, row.ls_project)
 
 
+def find_link(store: Store, url: str, ls_project: int) -> Link:
+    """The link of Label Studio project ``ls_project`` of the server at ``url`` (what a webhook names).
+
+    Raises:
+        NotFoundError: no stage is linked to that Label Studio project.
+    """
+    with store.read() as conn:
+        row = conn.execute(
+            select(labelstudio_links)
+            .where(labelstudio_links.c.url == url.rstrip("/"), labelstudio_links.c.ls_project == ls_project)
+            .order_by(labelstudio_links.c.created_at)
+        ).first()
+    if row is None:
+        raise NotFoundError(
+            f"Label Studio project {ls_project} at {url} is linked to no annoflow stage; "
+            "run annoflow labelstudio link --ls-project first"
+        )
+    st = store.workflow(str(row.project_id)).stage(str(row.stage_uuid))
+    return Link(str(row.project_id), st.uuid, st.title, st.type is StageType.REVIEW, row.url, row.ls_project)
+
+
 def _labels_seen(store: Store, project_id: str) -> list[str]:
     with store.read() as conn:
         rows = conn.execute(select(label_rows.c.objects).where(label_rows.c.project_id == project_id)).scalars()
@@ -193,7 +237,7 @@ def pull(store: Store, client: LabelStudioClient, lnk: Link) -> PullReport:
 
 def apply_annotation(
     store: Store,
-    client: LabelStudioClient,
+    client: AnnotationSource,
     lnk: Link,
     ls_task: dict[str, Any],
     annotation: dict[str, Any],

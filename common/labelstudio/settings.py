@@ -1,4 +1,4 @@
-"""Where Label Studio is and the token to reach it, read once from ANNOFLOW_LABELSTUDIO_* variables."""
+"""Where Label Studio is, its token and the webhook secret, read once from ANNOFLOW_LABELSTUDIO_* variables."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ __all__ = ["LabelStudioSettings"]
 
 
 class LabelStudioSettings(BaseSettings):
-    """The Label Studio server; the token is a :class:`SecretStr`, so it never shows in a repr or a log."""
+    """The Label Studio server; the token and the webhook secret are :class:`SecretStr`s, never in a repr or a log."""
 
     model_config = SettingsConfigDict(env_prefix="ANNOFLOW_LABELSTUDIO_", extra="ignore")
 
@@ -18,6 +18,9 @@ class LabelStudioSettings(BaseSettings):
     # Images under this folder are pushed as local-files storage URLs (/data/local-files/?d=...); the server
     # must serve the same folder (LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT).
     local_files_root: str = ""
+    # When set, Label Studio sends it in the X-Annoflow-Secret header of each webhook (``labelstudio hook``
+    # registers it) and the webhook app refuses a request without it.
+    webhook_secret: SecretStr = SecretStr("")
 
     @field_validator("url")
     @classmethod
