@@ -1,4 +1,8 @@
-"""``annoflow labelstudio``: show an annotation or review stage in Label Studio and pull its annotations back."""
+"""``annoflow labelstudio``: show an annotation or review stage in Label Studio, pull its annotations back.
+
+``serve`` and ``hook`` apply each annotation the moment it is submitted: Label Studio posts a webhook
+to the annoflow server, which reads the annotation back and applies it once.
+"""
 
 from __future__ import annotations
 
@@ -10,9 +14,11 @@ import typer
 from cli.app import ProjectOpt, console, group, store_session
 from common.labelstudio import LabelStudioClient, LabelStudioSettings
 
-__all__ = ["link", "pull", "push"]
+__all__ = ["hook", "link", "pull", "push", "serve"]
 
-labelstudio = group("labelstudio", "Human stages in Label Studio: link, push tasks, pull annotations.")
+labelstudio = group(
+    "labelstudio", "Human stages in Label Studio: link, push tasks, pull annotations, or serve their webhooks."
+)
 StageOpt = typer.Option(..., "--stage", help="Annotation or review stage (title or uuid)")
 
 
@@ -65,3 +71,51 @@ def pull(project: ProjectOpt, stage: str = StageOpt) -> None:
     for line in report.reported:
         console.print(f"[yellow]not applied[/] {line}")
     console.print(f"{len(report.applied)} applied, {report.unchanged} applied before, {len(report.reported)} reported")
+
+
+@labelstudio.command("serve")
+def serve(
+    host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on"),
+    port: int = typer.Option(8765, "--port", help="Port to listen on (0: a free one)"),
+) -> None:
+    """Serve Label Studio's webhooks at http://HOST:PORT/webhook until Ctrl-C: each annotation applied once."""
+    from producer.labelstudio import WEBHOOK_PATH, Delivery, Outcome, WebhookApp, WebhookServer
+
+    def show(delivery: Delivery) -> None:
+        if delivery.outcome is Outcome.APPLIED:
+            console.print(f"[green]applied[/] {delivery.detail}")
+        elif delivery.outcome is Outcome.REPORTED:
+            console.print(f"[yellow]not applied[/] {delivery.detail}")
+
+    with store_session() as store, _client() as (client, ls):
+        app = WebhookApp(store, client, ls.webhook_secret.get_secret_value(), show)
+        server = WebhookServer((host, port), app)
+        try:
+            console.print(f"serving Label Studio webhooks at http://{host}:{server.port}{WEBHOOK_PATH} (Ctrl-C stops)")
+            server.serve_forever()
+        except KeyboardInterrupt:
+            pass
+        finally:
+            server.server_close()
+
+
+@labelstudio.command("hook")
+def hook(
+    project: ProjectOpt,
+    stage: str = StageOpt,
+    url: str = typer.Option(..., "--url", help="Where annoflow labelstudio serve listens: http://HOST:PORT/webhook"),
+) -> None:
+    """Make the stage's Label Studio project post its annotations to URL (again: the same webhook, updated)."""
+    from common.errors import InvalidInputError
+    from common.labelstudio.connector import get_link
+
+    if not url.startswith(("http://", "https://")):
+        raise InvalidInputError(f"--url {url!r} is not an http(s) URL; use http://HOST:PORT/webhook")
+    with store_session() as store, _client() as (client, ls):
+        lnk = get_link(store, project, stage)
+        found, created = client.ensure_webhook(lnk.ls_project, url, ls.webhook_secret.get_secret_value())
+    what = "registered" if created else "already registered"
+    console.print(
+        f"[green]{what}[/] webhook {found.get('id')} of Label Studio project {lnk.ls_project}: "
+        f"annotations of stage '{lnk.stage_title}' go to {url}"
+    )
