@@ -87,9 +87,14 @@ def serve(
         elif delivery.outcome is Outcome.REPORTED:
             console.print(f"[yellow]not applied[/] {delivery.detail}")
 
+    from common.errors import InvalidInputError
+
     with store_session() as store, _client() as (client, ls):
         app = WebhookApp(store, client, ls.webhook_secret.get_secret_value(), show)
-        server = WebhookServer((host, port), app)
+        try:
+            server = WebhookServer((host, port), app)
+        except OSError as e:
+            raise InvalidInputError(f"cannot listen on {host}:{port} ({e.strerror}); pick another --port") from e
         try:
             console.print(f"serving Label Studio webhooks at http://{host}:{server.port}{WEBHOOK_PATH} (Ctrl-C stops)")
             server.serve_forever()
