@@ -47,4 +47,6 @@ def render_summary(
     if failed:
         console.print(f"  {command} tasks failed --project {project.name}   ({len(failed)} failed task(s))")
     console.print(f"  {command} tasks list --project {project.name}     (every task, by stage)")
+    export = f"export --project {project.name} --format coco -o {project.name}.coco.json"
+    console.print(f"  {command} {export}   (the labels, also yolo, voc, labelstudio, jsonl)")
     console.print(f"  worker log: {summary.worker_log}")

@@ -87,12 +87,8 @@ def find_blobs(rgb: Annotated[np.ndarray, Depends(load_rgb)], label_row: LabelRo
                 "type": "bbox",
                 "class_id": "blob",
                 "score": round(min(1.0, area * 16 / (width * height) * 10), 3),
-                "coordinates": {
-                    "x": x0 * 4 / width,
-                    "y": y0 * 4 / height,
-                    "w": (x1 - x0 + 1) * 4 / width,
-                    "h": (y1 - y0 + 1) * 4 / height,
-                },
+                # In pixels of the full image, as the native object model and every export want them.
+                "coordinates": {"x": x0 * 4, "y": y0 * 4, "width": (x1 - x0 + 1) * 4, "height": (y1 - y0 + 1) * 4},
             }
         )
     return "labelled" if found else "nothing found"

@@ -15,6 +15,7 @@ from typing import Any, NotRequired, TypedDict, cast
 from pydantic import ValidationError
 
 from common.export.summary import Tally
+from common.runner.labels import OBJECT_KEY
 from common.totask.objects import AnnotationObject, ObjectType, Provenance
 
 __all__ = ["NOT_NATIVE", "NativeObject", "box_of", "class_name", "native_objects"]
@@ -122,6 +123,11 @@ def native_objects(raw: Any, tally: Tally) -> list[NativeObject]:
         return []
     out: list[NativeObject] = []
     for o in raw:
+        if type(o) is dict and OBJECT_KEY in o:
+            # A stage handler's LabelRowEditor keys each object by its hash: that is the object's id.
+            key = o[OBJECT_KEY]
+            o = {k: v for k, v in o.items() if k != OBJECT_KEY}
+            o.setdefault("id", str(key))
         obj = _as_native(o)
         if obj is None:
             try:

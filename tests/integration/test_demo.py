@@ -45,6 +45,16 @@ def test_demo_routes_every_image_and_its_next_steps_run(tmp_path: Path) -> None:
     assert listed.returncode == 0, listed.stderr
     titles = sorted(json.loads(line)["data_title"] for line in listed.stdout.splitlines())
     assert len(titles) == 6 and all(t.endswith(".png") for t in titles)
+    # and the export it suggests writes the agents' labels as COCO: the blob boxes in pixels, nothing skipped
+    (hint,) = [line for line in done.stdout.splitlines() if "export --project demo" in line]
+    exported = subprocess.run(
+        hint.split("(")[0].strip(), shell=True, cwd=tmp_path, capture_output=True, text=True, env=env, timeout=60
+    )
+    assert exported.returncode == 0 and "skipped" not in exported.stdout, exported.stdout + exported.stderr
+    coco = json.loads((tmp_path / "demo.coco.json").read_text(encoding="utf-8"))
+    blob = next(c["id"] for c in coco["categories"] if c["name"] == "blob")
+    boxes = [a["bbox"] for a in coco["annotations"] if a["category_id"] == blob]
+    assert boxes and all(x >= 0 and x + w <= 192 and y >= 0 and y + h <= 128 and w >= 4 for x, y, w, h in boxes)
     # and the agent it points at is there to read
     (where,) = [line for line in done.stdout.splitlines() if "the agent: " in line]
     assert (tmp_path / where.split("the agent: ")[1].split(";")[0]).is_file()

@@ -18,6 +18,8 @@ from common.export import export_project
 from common.export.native import NOT_NATIVE, native_objects
 from common.export.summary import Tally
 from common.export.writer import polygon_geometry
+from common.models import LabelPayload
+from common.runner.labels import LabelRowEditor
 from common.store import Store
 from common.totask.objects import AnnotationObject
 from common.workflow import Workflow
@@ -127,3 +129,20 @@ def test_an_export_leaves_the_collector_as_it_found_it(
 def _fail(done: int, total: int | None) -> None:
     assert not gc.isenabled()  # paused while the pages stream
     raise RuntimeError("stop")
+
+
+def test_objects_a_stage_handler_added_export_with_their_hash_as_id() -> None:
+    # Given objects a handler added through its LabelRowEditor (keyed by object_hash, no id), one already with an id
+    editor = LabelRowEditor(LabelPayload())
+    box = {"class_id": "blob", "type": "bbox", "score": 0.5, "coordinates": {"x": 4, "y": 8, "width": 12, "height": 6}}
+    first = editor.add(box)
+    editor.add({"id": "kept", "class_id": "measurements", "type": "classification"})
+
+    # When the export reads the row
+    tally = Tally()
+    read = native_objects(editor.objects, tally)
+
+    # Then both come out, the hash as the id where there was none, the key itself not written, nothing skipped
+    assert [o["id"] for o in read] == [first, "kept"]
+    assert all("object_hash" not in o for o in read) and tally.skipped == {}
+    assert read[0]["coordinates"] == box["coordinates"]
