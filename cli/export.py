@@ -15,7 +15,9 @@ __all__ = ["export"]
 
 @app.command("export")
 def export(
-    project: str = typer.Option(..., "--project", help="Project name or id; NAME@N (or NAME@latest) exports saved version N."),
+    project: str = typer.Option(
+        ..., "--project", help="Project name or id; NAME@N (or NAME@latest) exports saved version N."
+    ),
     fmt: str = typer.Option(..., "--format", "-f", help="coco, yolo, voc, labelstudio or jsonl."),
     output: Path = typer.Option(..., "--output", "-o", help="File (yolo, voc: folder) to write, inside --root."),
     stage: str | None = typer.Option(None, "--stage", help="Only the tasks in this stage (title or uuid)."),
