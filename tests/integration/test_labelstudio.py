@@ -5,13 +5,10 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
-from PIL import Image
 
-from common.enums import Role
 from common.errors import AnnoflowError
 from common.labelstudio import (
     LabelStudioAuthError,
@@ -23,13 +20,11 @@ from common.labelstudio import (
     push,
 )
 from common.sdk import AnnotationStage, Client
-from common.store import DataFile, DataUnit, Store
-from common.workflow import load_workflow
+from tests.labelstudio.helpers import annotate, box, choice, labelled_store
 from tests.labelstudio.server import LabelStudio
 from tests.servers import free_port
 
 pytestmark = pytest.mark.integration
-APPLES = Path(__file__).parents[1] / "fixtures" / "apples.yaml"
 
 
 @pytest.fixture
@@ -39,51 +34,9 @@ def client(ls: LabelStudio) -> Iterator[LabelStudioClient]:
     c.close()
 
 
-def _store(tmp_path: Path, ls: LabelStudio, name: str, titles: list[str]) -> tuple[Store, str]:
-    store = Store.open(f"sqlite:///{tmp_path / 'store.db'}")
-    project = store.create_project(name, load_workflow(APPLES))
-    units = []
-    for t in titles:
-        path = ls.files_root / name / f"{t}.png"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        Image.new("RGB", (200, 100), "green").save(path)
-        units.append(
-            DataUnit(
-                data_hash=f"{name}-{t}",
-                title=t,
-                meta={"width": 200, "height": 100},
-                files={"image": DataFile(url=path.as_uri(), original_name=t, is_primary=True)},
-            )
-        )
-    store.add_data_units(project.id, store.dataset(project.id, "fruit"), units)
-    store.set_role(project.id, ls.email, Role.ANNOTATOR_REVIEWER)
-    return store, project.id
-
-
-def _box(label: str) -> dict[str, Any]:
-    return {
-        "id": "r1",
-        "type": "rectanglelabels",
-        "from_name": "label",
-        "to_name": "image",
-        "original_width": 200,
-        "original_height": 100,
-        "value": {"x": 10, "y": 20, "width": 50, "height": 40, "rectanglelabels": [label]},
-    }
-
-
-def _annotate(ls: LabelStudio, ls_task: int, result: list[dict[str, Any]]) -> int:
-    """What the annotator's Submit in the browser sends: the annotation, as the token's user."""
-    c = LabelStudioClient(ls.url, ls.token)
-    try:
-        return int(c.post(f"/api/tasks/{ls_task}/annotations", {"result": result})["id"])
-    finally:
-        c.close()
-
-
 def test_push_annotate_pull_moves_each_task_once(tmp_path: Path, ls: LabelStudio, client: LabelStudioClient) -> None:
     # Given a project whose first task has a pre-label, its annotation stage linked to a new Label Studio project
-    store, pid = _store(tmp_path, ls, "apples", ["a1", "a2"])
+    store, pid = labelled_store(tmp_path, ls, "apples", ["a1", "a2"])
     sdk = Client(store).get_project("apples")
     row = sdk.get_label_row("apples-a1")
     pre = {
@@ -110,12 +63,12 @@ def test_push_annotate_pull_moves_each_task_once(tmp_path: Path, ls: LabelStudio
     assert httpx.get(ls.url + tasks["a1"]["data"]["image"], headers=client._auth()).status_code == 200
 
     # When a1 is annotated in Label Studio, a2 is moved on in annoflow first and then annotated too
-    _annotate(ls, tasks["a1"]["id"], [_box("pear")])
+    annotate(ls, tasks["a1"]["id"], [box("pear")])
     stage = sdk.workflow.get_stage(name="Annotate 1", type_=AnnotationStage)
     a2 = next(t for t in stage.get_tasks() if t.data_title == "a2")
     a2.assign(ls.email)
     a2.submit()
-    _annotate(ls, tasks["a2"]["id"], [_box("plum")])
+    annotate(ls, tasks["a2"]["id"], [box("plum")])
     report = pull(store, client, lnk)
     events = len(store.events(pid))
     again = pull(store, client, lnk)
@@ -135,15 +88,8 @@ def test_push_annotate_pull_moves_each_task_once(tmp_path: Path, ls: LabelStudio
     review = link(store, client, "apples", "Review 1")
     assert push(store, client, review).pushed == 2  # a1 and a2 both wait in review now
     rtasks = {t["data"]["title"]: t for t in client.tasks(review.ls_project)}
-    choice = {
-        "id": "c1",
-        "type": "choices",
-        "from_name": "review",
-        "to_name": "image",
-        "value": {"choices": ["approve"]},
-    }
-    _annotate(ls, rtasks["a1"]["id"], [_box("pear"), choice])
-    _annotate(ls, rtasks["a2"]["id"], [_box("plum")])  # no decision
+    annotate(ls, rtasks["a1"]["id"], [box("pear"), choice("approve")])
+    annotate(ls, rtasks["a2"]["id"], [box("plum")])  # no decision
     done = pull(store, client, review)
 
     # Then a1 is complete, and a2 without a decision is reported
@@ -157,7 +103,7 @@ def test_wrong_token_unreachable_server_and_foreign_config_are_one_line_errors(
     tmp_path: Path, ls: LabelStudio, client: LabelStudioClient
 ) -> None:
     # Given a store with a project, a wrong token, a port nobody serves and a foreign Label Studio project
-    store, _ = _store(tmp_path, ls, "errs", ["e1"])
+    store, _ = labelled_store(tmp_path, ls, "errs", ["e1"])
     foreign = client.create_project(
         "foreign",
         '<View><Text name="text" value="$text"/>'
@@ -180,7 +126,7 @@ def test_wrong_token_unreachable_server_and_foreign_config_are_one_line_errors(
 
 def test_export_imports_into_label_studio(tmp_path: Path, ls: LabelStudio, client: LabelStudioClient) -> None:
     # Given a project with a labelled unit exported as Label Studio JSON and its labelling config
-    store, _ = _store(tmp_path, ls, "exp", ["x1", "x2"])
+    store, _ = labelled_store(tmp_path, ls, "exp", ["x1", "x2"])
     sdk = Client(store).get_project("exp")
     box = {"id": "b1", "class_id": "apple", "type": "bbox", "coordinates": {"x": 1, "y": 2, "width": 30, "height": 40}}
     sdk.save_label_row(sdk.get_label_row("exp-x1").model_copy(update={"objects": [box]}))

@@ -10,26 +10,21 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
-from PIL import Image
 from typer.testing import CliRunner
 
 from cli import app as cli
 from cli import main as cli_main
-from common.enums import Role
 from common.labelstudio import WEBHOOK_SECRET_HEADER, LabelStudioClient, get_link, link, push
 from common.sdk import AnnotationStage, Client
-from common.store import DataFile, DataUnit, Store
-from common.workflow import load_workflow
 from producer.labelstudio import Delivery, WebhookApp, WebhookServer
+from tests.labelstudio.helpers import annotate, box, labelled_store
 from tests.labelstudio.server import LabelStudio
 from tests.servers import free_port
 
 pytestmark = pytest.mark.integration
-APPLES = Path(__file__).parents[1] / "fixtures" / "apples.yaml"
 SECRET = "webhook-secret-for-tests"
 ANNOFLOW = Path(sys.executable).parent / "annoflow"
 
@@ -61,48 +56,6 @@ def env(tmp_path: Path, ls: LabelStudio, monkeypatch: pytest.MonkeyPatch) -> Ite
     cli.settings.cache_clear()
 
 
-def _store(tmp_path: Path, ls: LabelStudio, name: str, titles: list[str]) -> tuple[Store, str]:
-    store = Store.open(f"sqlite:///{tmp_path / 'store.db'}")
-    project = store.create_project(name, load_workflow(APPLES))
-    units = []
-    for t in titles:
-        path = ls.files_root / name / f"{t}.png"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        Image.new("RGB", (200, 100), "green").save(path)
-        units.append(
-            DataUnit(
-                data_hash=f"{name}-{t}",
-                title=t,
-                meta={"width": 200, "height": 100},
-                files={"image": DataFile(url=path.as_uri(), original_name=t, is_primary=True)},
-            )
-        )
-    store.add_data_units(project.id, store.dataset(project.id, "fruit"), units)
-    store.set_role(project.id, ls.email, Role.ANNOTATOR_REVIEWER)
-    return store, project.id
-
-
-def _box(label: str) -> dict[str, Any]:
-    return {
-        "id": "r1",
-        "type": "rectanglelabels",
-        "from_name": "label",
-        "to_name": "image",
-        "original_width": 200,
-        "original_height": 100,
-        "value": {"x": 10, "y": 20, "width": 50, "height": 40, "rectanglelabels": [label]},
-    }
-
-
-def _annotate(ls: LabelStudio, ls_task: int, result: list[dict[str, Any]]) -> int:
-    """What the annotator's Submit in the browser sends: the annotation, as the token's user."""
-    c = LabelStudioClient(ls.url, ls.token)
-    try:
-        return int(c.post(f"/api/tasks/{ls_task}/annotations", {"result": result})["id"])
-    finally:
-        c.close()
-
-
 def _wait(what: str, done: Callable[[], bool], timeout_s: float = 30) -> None:
     deadline = time.monotonic() + timeout_s
     while not done():
@@ -123,7 +76,7 @@ def test_submitted_annotation_moves_its_task_once(
     tmp_path: Path, ls: LabelStudio, client: LabelStudioClient, env: dict[str, str]
 ) -> None:
     # Given a linked, pushed annotation stage and our webhook app on a loopback port, with a secret
-    store, pid = _store(tmp_path, ls, "hooked", ["h1", "h2"])
+    store, pid = labelled_store(tmp_path, ls, "hooked", ["h1", "h2"])
     lnk = link(store, client, "hooked", "Annotate 1")
     push(store, client, lnk, str(ls.files_root))
     deliveries: list[Delivery] = []
@@ -144,7 +97,7 @@ def test_submitted_annotation_moves_its_task_once(
 
         # When h1 is annotated in Label Studio
         tasks = {t["data"]["title"]: t for t in client.tasks(lnk.ls_project)}
-        _annotate(ls, tasks["h1"]["id"], [_box("pear")])
+        annotate(ls, tasks["h1"]["id"], [box("pear")])
 
         # Then h1 reaches review with the annotator's box, without any pull
         h1 = next(t.uuid for t in store.iter_tasks(pid, None, {}) if t.data_title == "h1")
@@ -171,7 +124,7 @@ def test_submitted_annotation_moves_its_task_once(
         h2.assign(ls.email)
         h2.submit()
         events = len(store.events(pid))
-        _annotate(ls, tasks["h2"]["id"], [_box("plum")])
+        annotate(ls, tasks["h2"]["id"], [box("plum")])
 
         # Then its delivery is reported, not applied
         _wait("h2's delivery not recorded", lambda: len(deliveries) == 3)
@@ -189,7 +142,7 @@ def test_serve_command_applies_and_prints_until_ctrl_c(
     tmp_path: Path, ls: LabelStudio, client: LabelStudioClient, env: dict[str, str]
 ) -> None:
     # Given a linked, pushed stage and `annoflow labelstudio serve` on a free port, hooked through the CLI
-    store, pid = _store(tmp_path, ls, "served", ["s1"])
+    store, pid = labelled_store(tmp_path, ls, "served", ["s1"])
     push(store, client, link(store, client, "served", "Annotate 1"), str(ls.files_root))
     port = free_port()
     proc = subprocess.Popen(
@@ -204,7 +157,7 @@ def test_serve_command_applies_and_prints_until_ctrl_c(
 
         # When s1 is annotated in Label Studio
         (task,) = client.tasks(get_link(store, "served", "Annotate 1").ls_project)
-        _annotate(ls, task["id"], [_box("pear")])
+        annotate(ls, task["id"], [box("pear")])
 
         # Then the task moves to review
         s1 = next(t.uuid for t in store.iter_tasks(pid, None, {}) if t.data_title == "s1")
