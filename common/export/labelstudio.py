@@ -22,7 +22,7 @@ from common.export.source import NO_SIZE, ExportItem
 from common.export.summary import Tally
 from common.export.writer import Writer
 
-__all__ = ["CONTROLS", "LabelStudioWriter", "config_path"]
+__all__ = ["CONTROLS", "LabelStudioWriter", "config_path", "config_view", "config_xml", "region_of"]
 
 # Region kind: (result type, control tag, from_name, value key of its labels).
 CONTROLS: dict[str, tuple[str, str, str, str]] = {
@@ -53,6 +53,56 @@ def _labels(obj: NativeObject) -> list[str]:
     return [class_name(obj)]
 
 
+def region_of(obj: NativeObject, width: float | None, height: float | None) -> dict[str, Any] | str:
+    """The object as a Label Studio result region, in percent of a ``width`` x ``height`` image; else why not."""
+    kind = obj["type"]
+    control = CONTROLS.get(kind)
+    if control is None:
+        return f"{kind} has no Label Studio image region"
+    rtype, _, from_name, key = control
+    region: dict[str, Any] = {"id": obj["id"], "type": rtype, "from_name": from_name, "to_name": "image"}
+    value: dict[str, Any] = {key: _labels(obj)}
+    if kind != "classification":
+        if not (width and height):
+            return NO_SIZE
+        sx, sy = 100.0 / width, 100.0 / height
+        c = obj["coordinates"]
+        if kind == "bbox":
+            value |= {"x": c["x"] * sx, "y": c["y"] * sy, "width": c["width"] * sx, "height": c["height"] * sy,
+                      "rotation": c.get("rotation", 0)}  # fmt: skip
+        elif kind == "polygon":
+            value |= {"points": [[x * sx, y * sy] for x, y in c["points"]], "closed": True}
+        else:
+            value |= {"x": c["x"] * sx, "y": c["y"] * sy, "width": 0.5}
+        region |= {"original_width": round(width), "original_height": round(height), "image_rotation": 0}
+    region["value"] = value
+    if "score" in obj:
+        region["score"] = obj["score"]
+    return region
+
+
+def config_view(seen: dict[str, dict[str, None]]) -> Element:
+    """A ``<View>`` with the image and one control per region kind in ``seen`` (kind -> labels); a box one if none."""
+    view = Element("View")
+    SubElement(view, "Image", name="image", value="$image")
+    kinds = [k for k in CONTROLS if seen.get(k)] or ["bbox"]
+    for kind in kinds:
+        _, tag, from_name, _ = CONTROLS[kind]
+        attrs = {"name": from_name, "toName": "image"}
+        if kind == "classification":
+            attrs["choice"] = "multiple"
+        control = SubElement(view, tag, attrs)
+        for name in seen.get(kind) or {"object": None}:
+            SubElement(control, "Choice" if kind == "classification" else "Label", value=name)
+    return view
+
+
+def config_xml(view: Element) -> str:
+    """The config as Label Studio takes it: indented XML text."""
+    indent(view)
+    return tostring(view, encoding="unicode") + "\n"
+
+
 class LabelStudioWriter(Writer):
     """A Label Studio tasks JSON file and its labelling config."""
 
@@ -75,34 +125,12 @@ class LabelStudioWriter(Writer):
         self._first = True
 
     def _region(self, obj: NativeObject, item: ExportItem) -> dict[str, Any] | None:
-        kind = obj["type"]
-        control = CONTROLS.get(kind)
-        if control is None:
-            self.tally.skip(f"{kind} has no Label Studio image region")
+        region = region_of(obj, item.width, item.height)
+        if isinstance(region, str):
+            self.tally.skip(region)
             return None
-        rtype, _, from_name, key = control
-        labels = _labels(obj)
-        region: dict[str, Any] = {"id": obj["id"], "type": rtype, "from_name": from_name, "to_name": "image"}
-        value: dict[str, Any] = {key: labels}
-        if kind != "classification":
-            if not (item.width and item.height):
-                self.tally.skip(NO_SIZE)
-                return None
-            sx, sy = 100.0 / item.width, 100.0 / item.height
-            c = obj["coordinates"]
-            if kind == "bbox":
-                value |= {"x": c["x"] * sx, "y": c["y"] * sy, "width": c["width"] * sx, "height": c["height"] * sy,
-                          "rotation": c.get("rotation", 0)}  # fmt: skip
-            elif kind == "polygon":
-                value |= {"points": [[x * sx, y * sy] for x, y in c["points"]], "closed": True}
-            else:
-                value |= {"x": c["x"] * sx, "y": c["y"] * sy, "width": 0.5}
-            region |= {"original_width": round(item.width), "original_height": round(item.height), "image_rotation": 0}
-        region["value"] = value
-        if "score" in obj:
-            region["score"] = obj["score"]
-        seen = self.seen[kind]
-        for name in labels:
+        seen = self.seen[obj["type"]]
+        for name in region["value"][CONTROLS[obj["type"]][3]]:
             seen[name] = None
         self.classes.index(obj)
         return region
@@ -137,19 +165,7 @@ class LabelStudioWriter(Writer):
 
     def labeling_config(self) -> str:
         """The ``<View>`` config: the image and one control tag per region kind seen, with its labels."""
-        view = Element("View")
-        SubElement(view, "Image", name="image", value="$image")
-        kinds = [k for k in CONTROLS if self.seen[k]] or ["bbox"]
-        for kind in kinds:
-            _, tag, from_name, _ = CONTROLS[kind]
-            attrs = {"name": from_name, "toName": "image"}
-            if kind == "classification":
-                attrs["choice"] = "multiple"
-            control = SubElement(view, tag, attrs)
-            for name in self.seen[kind] or {"object": None}:
-                SubElement(control, "Choice" if kind == "classification" else "Label", value=name)
-        indent(view)
-        return tostring(view, encoding="unicode") + "\n"
+        return config_xml(config_view(self.seen))
 
     def close(self) -> list[Path]:
         self._out.write(b"\n]\n")

@@ -19,6 +19,7 @@ from sqlalchemy.exc import IntegrityError
 
 from common.enums import Action, StageType, TaskStatus
 from common.errors import AnnoflowError, InvalidInputError, NotFoundError
+from common.export.labelstudio import CONTROLS
 from common.export.source import image_size, local_path
 from common.labelstudio.client import LabelStudioClient
 from common.labelstudio.mapping import check_config, label_config, objects_of, regions_of, review_action
@@ -112,7 +113,8 @@ def link(
     st = _stage(store, record.id, stage)
     review = st.type is StageType.REVIEW
     if ls_project is None:
-        config = label_config(labels or _labels_seen(store, record.id), review)
+        seen = {"bbox": dict.fromkeys(labels)} if labels else _labels_seen(store, record.id)
+        config = label_config(seen, review)
         ls_project = int(client.create_project(f"{record.name}: {st.title}", config)["id"])
     else:
         check_config(str(client.project(ls_project).get("label_config", "")), ls_project, review)
@@ -164,11 +166,16 @@ def find_link(store: Store, url: str, ls_project: int) -> Link:
     return Link(str(row.project_id), st.uuid, st.title, st.type is StageType.REVIEW, row.url, row.ls_project)
 
 
-def _labels_seen(store: Store, project_id: str) -> list[str]:
+def _labels_seen(store: Store, project_id: str) -> dict[str, dict[str, None]]:
+    """Region kind -> the label names its objects use, in first-seen order."""
+    seen: dict[str, dict[str, None]] = {}
     with store.read() as conn:
         rows = conn.execute(select(label_rows.c.objects).where(label_rows.c.project_id == project_id)).scalars()
-        seen = {str(o["class_id"]): None for objs in rows for o in objs if o.get("type") == "bbox"}
-    return list(seen)
+        for region in (r for objs in rows for r in regions_of(list(objs or []), 1, 1)):
+            kind = next(k for k, c in CONTROLS.items() if c[0] == region["type"])
+            for name in region["value"][CONTROLS[kind][3]]:
+                seen.setdefault(kind, {})[name] = None
+    return seen
 
 
 def _image(url: str, local_root: str) -> str:

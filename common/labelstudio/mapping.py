@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import re
 from typing import Any
-from xml.etree.ElementTree import Element, SubElement, indent, tostring
+from xml.etree.ElementTree import SubElement
 
 from common.enums import Action
-from common.export.labelstudio import CONTROLS
+from common.export.labelstudio import CONTROLS, config_view, config_xml, region_of
+from common.export.native import native_objects
+from common.export.summary import Tally
 from common.labelstudio.client import LabelStudioConfigError
 
 __all__ = ["REVIEW", "check_config", "label_config", "objects_of", "regions_of", "review_action"]
@@ -21,19 +23,14 @@ REVIEW = "review"  # the from_name of the review decision
 _KIND_OF = {from_name: kind for kind, (_, _, from_name, _) in CONTROLS.items()}
 
 
-def label_config(labels: list[str], review: bool) -> str:
-    """A ``<View>`` with the image, a RectangleLabels control of ``labels`` and, for review, the decision."""
-    view = Element("View")
-    SubElement(view, "Image", name="image", value="$image")
-    control = SubElement(view, "RectangleLabels", name="label", toName="image")
-    for name in labels or ["object"]:
-        SubElement(control, "Label", value=name)
+def label_config(labels: dict[str, dict[str, None]], review: bool) -> str:
+    """The export's ``<View>`` for ``labels`` (region kind -> names) and, for review, the approve/reject decision."""
+    view = config_view(labels)
     if review:
         choices = SubElement(view, "Choices", name=REVIEW, toName="image", choice="single", required="true")
         SubElement(choices, "Choice", value="approve")
         SubElement(choices, "Choice", value="reject")
-    indent(view)
-    return tostring(view, encoding="unicode") + "\n"
+    return config_xml(view)
 
 
 def check_config(config: str, project_id: int, review: bool) -> None:
@@ -53,35 +50,9 @@ def check_config(config: str, project_id: int, review: bool) -> None:
 
 
 def regions_of(objects: list[dict[str, Any]], width: float | None, height: float | None) -> list[dict[str, Any]]:
-    """annoflow objects as Label Studio results (bboxes need the image size; others are left out)."""
-    out = []
-    for obj in objects:
-        if obj.get("type") != "bbox" or not (width and height):
-            continue
-        c = obj["coordinates"]
-        sx, sy = 100.0 / width, 100.0 / height
-        labels = obj.get("properties", {}).get("labels") or [str(obj["class_id"])]
-        region: dict[str, Any] = {
-            "id": str(obj["id"])[:10],
-            "type": "rectanglelabels",
-            "from_name": "label",
-            "to_name": "image",
-            "original_width": round(width),
-            "original_height": round(height),
-            "image_rotation": 0,
-            "value": {
-                "x": c["x"] * sx,
-                "y": c["y"] * sy,
-                "width": c["width"] * sx,
-                "height": c["height"] * sy,
-                "rotation": 0,
-                "rectanglelabels": list(labels),
-            },
-        }
-        if obj.get("score") is not None:
-            region["score"] = obj["score"]
-        out.append(region)
-    return out
+    """A label row's objects as Label Studio result regions (as the export writes them); the rest left out."""
+    regions = (region_of(obj, width, height) for obj in native_objects(objects, Tally()))
+    return [r for r in regions if not isinstance(r, str)]
 
 
 def objects_of(result: list[dict[str, Any]], annotator: str, annotation_id: int) -> list[dict[str, Any]]:
