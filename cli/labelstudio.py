@@ -8,11 +8,14 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import TYPE_CHECKING
 
 import typer
 
 from cli.app import ProjectOpt, console, group, store_session
-from common.labelstudio import LabelStudioClient, LabelStudioSettings
+
+if TYPE_CHECKING:  # loaded by the commands themselves: `annoflow --help` does not pay for them
+    from common.labelstudio import LabelStudioClient, LabelStudioSettings
 
 __all__ = ["hook", "link", "pull", "push", "serve"]
 
@@ -24,6 +27,8 @@ StageOpt = typer.Option(..., "--stage", help="Annotation or review stage (title 
 
 @contextmanager
 def _client() -> Iterator[tuple[LabelStudioClient, LabelStudioSettings]]:
+    from common.labelstudio import LabelStudioClient, LabelStudioSettings
+
     ls = LabelStudioSettings()
     client = LabelStudioClient(ls.url, ls.token.get_secret_value())
     try:
