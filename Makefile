@@ -29,8 +29,11 @@ $(LS_TEMPLATE)/annoflow-test.json: tests/labelstudio/prepare.py
 
 labelstudio-server: $(LS_TEMPLATE)/annoflow-test.json
 
+# Two test processes, each taking whole modules (their module fixtures start once); TEST_JOBS=0 runs in one.
+TEST_JOBS ?= 2
+
 test: $(STAMP)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n $(TEST_JOBS) --dist loadfile
 
 unit: $(STAMP)
 	$(BIN)/python -m pytest -q tests/unit

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,6 +14,11 @@ from common.workflow import Workflow, load_workflow
 from tests.servers import POSTGRES_URL, postgres_schema
 
 FIXTURES = Path(__file__).parent / "fixtures"
+
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # pytest-xdist starts its workers with COLUMNS=80; the CLI's consoles, made at import, would keep
+    # that width for good, and the tests that set their own COLUMNS would see tables cut at 80.
+    os.environ.pop("COLUMNS", None)
 
 
 def _postgres_store() -> Iterator[Store]:

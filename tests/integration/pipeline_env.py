@@ -43,9 +43,33 @@ PIPELINE_ENV = {
 }
 
 
+def _alive(owner: bytes | None) -> bool:
+    try:
+        os.kill(int((owner or b"0").decode()), 0)
+    except (ValueError, ProcessLookupError):
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def free_redis_db() -> int:
-    """A Redis database number in 5-9 that holds no keys (the tests' range)."""
+    """A Redis database number in 5-9 that holds no keys (the tests' range), held by this test process.
+
+    Test processes running side by side (pytest -n) each claim theirs with SET NX in database 0; a claim
+    outlives its process by at most its expiry, and one whose process has gone is taken over at once.
+    """
+    me = str(os.getpid()).encode()
+    claims = redis.Redis(db=0)
     for db in REDIS_DBS:
+        key = f"annoflow:test:redis-db:{db}"
+        owner = claims.get(key)
+        if owner not in (None, me) and _alive(owner):
+            continue
+        if owner is None and not claims.set(key, me, nx=True, ex=1800):
+            continue  # another process claimed it just now
+        if owner not in (None, me):
+            claims.set(key, me, ex=1800)
         if redis.Redis(db=db).dbsize() == 0:
             return db
     raise RuntimeError("Redis databases 5-9 are all in use; flush them (redis-cli -n N flushdb)")

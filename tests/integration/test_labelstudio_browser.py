@@ -7,25 +7,20 @@ mouse and clicks Submit, so what annoflow pulls is what Label Studio's React app
 
 from __future__ import annotations
 
-import os
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from PIL import Image
 from playwright.sync_api import Browser, Page, sync_playwright
 
-from common.enums import Role
 from common.labelstudio import LabelStudioClient, link, pull, push
 from common.sdk import Client
-from common.store import DataFile, DataUnit, Store
-from common.workflow import load_workflow
+from tests.labelstudio.helpers import labelled_store
 from tests.labelstudio.server import LabelStudio
+from tests.servers import chromium
 
 pytestmark = pytest.mark.integration
-APPLES = Path(__file__).parents[1] / "fixtures" / "apples.yaml"
 W, H = 400, 300  # the image, in pixels
 CHROMIUM_ARGS = [
     "--headless",
@@ -39,21 +34,9 @@ CHROMIUM_ARGS = [
 WAIT_MS = 20_000  # the labelling UI is a React app that loads after the page does
 
 
-def _chromium() -> str:
-    """The Chromium binary; skip loudly without one, fail in CI (.ci/run installs it)."""
-    for name in ("chromium", "chromium-browser", "google-chrome"):
-        found = shutil.which(name)
-        if found:
-            return found
-    reason = "headless Chromium is not installed; 'apt-get install -y chromium' to run this test"
-    if os.environ.get("CI", "").lower() == "true":
-        pytest.fail(f"CI: {reason}", pytrace=False)
-    pytest.skip(f"SKIPPED LOUDLY: {reason}")
-
-
 @pytest.fixture
 def browser() -> Iterator[Browser]:
-    executable = _chromium()
+    executable = chromium()
     with sync_playwright() as p:
         b = p.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
         yield b
@@ -99,19 +82,7 @@ def test_annotator_submits_in_browser_and_pull_moves_the_task(
     tmp_path: Path, browser: Browser, ls: LabelStudio
 ) -> None:
     # Given a task pre-labelled with an apple box, its annotation stage linked and pushed to Label Studio
-    store = Store.open(f"sqlite:///{tmp_path / 'store.db'}")
-    project = store.create_project("browser", load_workflow(APPLES))
-    image = ls.files_root / "browser" / "b1.png"
-    image.parent.mkdir(parents=True)
-    Image.new("RGB", (W, H), "green").save(image)
-    unit = DataUnit(
-        data_hash="browser-b1",
-        title="b1",
-        meta={"width": W, "height": H},
-        files={"image": DataFile(url=image.as_uri(), original_name="b1.png", is_primary=True)},
-    )
-    store.add_data_units(project.id, store.dataset(project.id, "fruit"), [unit])
-    store.set_role(project.id, ls.email, Role.ANNOTATOR_REVIEWER)
+    store, pid = labelled_store(tmp_path, ls, "browser", ["b1"], (W, H))
     sdk = Client(store).get_project("browser")
     pre = {
         "id": "p1",
@@ -142,10 +113,10 @@ def test_annotator_submits_in_browser_and_pull_moves_the_task(
 
     # Then the task is in Review 1, moved by the admin, its label row holding both boxes in pixels
     assert len(report.applied) == 1 and report.reported == [], report
-    (task,) = store.iter_tasks(project.id, None, {})
-    assert store.workflow(project.id).stages[task.stage_uuid].title == "Review 1"
-    assert store.events(project.id)[-1].actor == ls.email
-    apple, pear = sorted(store.get_label_row(project.id, "browser-b1").objects, key=lambda o: str(o["class_id"]))
+    (task,) = store.iter_tasks(pid, None, {})
+    assert store.workflow(pid).stages[task.stage_uuid].title == "Review 1"
+    assert store.events(pid)[-1].actor == ls.email
+    apple, pear = sorted(store.get_label_row(pid, "browser-b1").objects, key=lambda o: str(o["class_id"]))
     assert apple["coordinates"] == pytest.approx({"x": 40, "y": 30, "width": 200, "height": 150})
     assert pear["class_id"] == "pear" and pear["properties"]["annotator"] == ls.email
     assert pear["coordinates"] == pytest.approx({"x": 260, "y": 200, "width": 100, "height": 80}, abs=8)

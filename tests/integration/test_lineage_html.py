@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -16,6 +15,7 @@ from common.store import Store
 from common.versions import create_version
 from common.workflow import load_workflow
 from tests.helpers import make_project
+from tests.servers import chromium
 
 pytestmark = pytest.mark.integration
 
@@ -23,20 +23,8 @@ FIXTURES = Path(__file__).parent.parent / "fixtures"
 ANNOFLOW = Path(sys.executable).parent / "annoflow"
 
 
-def _chromium() -> str:
-    """The Chromium binary; skip loudly without one, fail in CI (.ci/run installs it)."""
-    for name in ("chromium", "chromium-browser", "google-chrome"):
-        found = shutil.which(name)
-        if found:
-            return found
-    reason = "headless Chromium is not installed; 'apt-get install -y chromium' to run this test"
-    if os.environ.get("CI", "").lower() == "true":
-        pytest.fail(f"CI: {reason}", pytrace=False)
-    pytest.skip(f"SKIPPED LOUDLY: {reason}")
-
-
 def test_html_page_draws_every_node_without_network(tmp_path: Path) -> None:
-    browser = _chromium()
+    browser = chromium()
     # Given a store with a version, a ToTask-like run that read it and a model, and wrote tasks and a file
     db = tmp_path / "store.db"
     store = Store.open(f"sqlite:///{db}")

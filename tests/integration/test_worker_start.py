@@ -41,7 +41,7 @@ def test_a_handler_module_that_does_not_load_stops_the_worker_at_start(
     if source is not None:
         (tmp_path / "broken_agents.py").write_text(source)
     env = {k: v for k, v in os.environ.items() if not k.startswith("ANNOFLOW_")}
-    env |= {"ANNOFLOW_BROKER_URL": "redis://127.0.0.1:6379/5", "PYTHONPATH": f"{tmp_path}{os.pathsep}{ROOT}"}
+    env |= {"ANNOFLOW_BROKER_URL": "redis://127.0.0.1:6379/14", "PYTHONPATH": f"{tmp_path}{os.pathsep}{ROOT}"}
 
     # When a worker is started with it
     done = _worker(agents, env)

@@ -16,8 +16,10 @@ from tests.labelstudio.server import LabelStudio
 APPLES = Path(__file__).parents[1] / "fixtures" / "apples.yaml"
 
 
-def labelled_store(tmp_path: Path, ls: LabelStudio, name: str, titles: list[str]) -> tuple[Store, str]:
-    """A SQLite store with project ``name`` (Annotate 1 -> Review 1 -> Complete) and one 200x100 image per title.
+def labelled_store(
+    tmp_path: Path, ls: LabelStudio, name: str, titles: list[str], size: tuple[int, int] = (200, 100)
+) -> tuple[Store, str]:
+    """A SQLite store with project ``name`` (Annotate 1 -> Review 1 -> Complete) and one image of ``size`` per title.
 
     The images lie under Label Studio's local-files root; its admin is an annotator-reviewer of the project.
     """
@@ -27,12 +29,12 @@ def labelled_store(tmp_path: Path, ls: LabelStudio, name: str, titles: list[str]
     for t in titles:
         path = ls.files_root / name / f"{t}.png"
         path.parent.mkdir(parents=True, exist_ok=True)
-        Image.new("RGB", (200, 100), "green").save(path)
+        Image.new("RGB", size, "green").save(path)
         units.append(
             DataUnit(
                 data_hash=f"{name}-{t}",
                 title=t,
-                meta={"width": 200, "height": 100},
+                meta={"width": size[0], "height": size[1]},
                 files={"image": DataFile(url=path.as_uri(), original_name=t, is_primary=True)},
             )
         )
