@@ -10,6 +10,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import NoReturn
 
 import httpx
 import pytest
@@ -53,14 +54,18 @@ def wait_for_http(proc: subprocess.Popen[bytes], url: str, timeout_s: float, wha
         time.sleep(0.2)
 
 
+def missing(reason: str) -> NoReturn:
+    """Skip the test for ``reason`` (loudly); with CI=true fail it instead: CI must have every part."""
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(f"CI: {reason}", pytrace=False)
+    pytest.skip(f"SKIPPED LOUDLY: {reason}")
+
+
 def require(name: str, host: str, port: int) -> None:
     """Skip the test when the server is missing; in CI (CI=true) fail instead."""
     if _reachable(host, port):
         return
-    reason = f"{name} is not running on {host}:{port}; start it to run this test"
-    if os.environ.get("CI", "").lower() == "true":
-        pytest.fail(f"CI: {reason}", pytrace=False)
-    pytest.skip(f"SKIPPED LOUDLY: {reason}")
+    missing(f"{name} is not running on {host}:{port}; start it to run this test")
 
 
 def require_redis() -> None:
@@ -97,7 +102,4 @@ def chromium() -> str:
         found = shutil.which(name)
         if found:
             return found
-    reason = "headless Chromium is not installed; 'apt-get install -y chromium' to run this test"
-    if os.environ.get("CI", "").lower() == "true":
-        pytest.fail(f"CI: {reason}", pytrace=False)
-    pytest.skip(f"SKIPPED LOUDLY: {reason}")
+    missing("headless Chromium is not installed; 'apt-get install -y chromium' to run this test")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -25,13 +24,6 @@ from tests.labelstudio.server import LabelStudio
 from tests.servers import free_port
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def client(ls: LabelStudio) -> Iterator[LabelStudioClient]:
-    c = LabelStudioClient(ls.url, ls.token)
-    yield c
-    c.close()
 
 
 def test_push_annotate_pull_moves_each_task_once(tmp_path: Path, ls: LabelStudio, client: LabelStudioClient) -> None:

@@ -30,13 +30,6 @@ ANNOFLOW = Path(sys.executable).parent / "annoflow"
 
 
 @pytest.fixture
-def client(ls: LabelStudio) -> Iterator[LabelStudioClient]:
-    c = LabelStudioClient(ls.url, ls.token)
-    yield c
-    c.close()
-
-
-@pytest.fixture
 def env(tmp_path: Path, ls: LabelStudio, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, str]]:
     """The CLI's settings: a store of this test's own, this Label Studio, the webhook secret."""
     values = {

@@ -18,6 +18,7 @@ from common.sdk import AnnotationStage, Client
 from common.store import DataFile, DataUnit, Store
 from common.workflow import load_workflow
 from producer.labelstudio import Delivery, WebhookApp, WebhookServer
+from tests.labelstudio.helpers import box
 
 APPLES = Path(__file__).parents[2] / "fixtures" / "apples.yaml"
 EMAIL = "ann@example.org"
@@ -66,22 +67,10 @@ class World:
         return next(t for t in self.store.iter_tasks(self.project_id, None, {}) if t.data_title == title)
 
 
-def _box(label: str) -> dict[str, Any]:
-    return {
-        "id": "r1",
-        "type": "rectanglelabels",
-        "from_name": "label",
-        "to_name": "image",
-        "original_width": 200,
-        "original_height": 100,
-        "value": {"x": 10, "y": 20, "width": 50, "height": 40, "rectanglelabels": [label]},
-    }
-
-
 def _payload(ann_id: int, task_id: int, action: str = "ANNOTATION_CREATED", label: str = "pear") -> dict[str, Any]:
     return {
         "action": action,
-        "annotation": {"id": ann_id, "task": task_id, "result": [_box(label)], "completed_by": 1},
+        "annotation": {"id": ann_id, "task": task_id, "result": [box(label)], "completed_by": 1},
         "task": {"id": task_id, "project": LS_PROJECT, "data": {}},
         "project": {"id": LS_PROJECT},
     }
@@ -109,7 +98,7 @@ def _world(tmp_path: Path, secret: str = "") -> Iterator[World]:
         ls.annotations[n * 10] = {
             "id": n * 10,
             "task": n,
-            "result": [_box("pear")],
+            "result": [box("pear")],
             "completed_by": {"id": 1, "email": EMAIL},
             "was_cancelled": False,
         }
