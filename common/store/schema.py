@@ -18,7 +18,6 @@ from sqlalchemy import (
 )
 
 __all__ = [
-    "built_on",
     "certifications",
     "data_units",
     "datasets",
@@ -142,13 +141,10 @@ tasks = Table(
     # Bumped by every change: a write that saw an older version loses (optimistic lock).
     Column("version", Integer, nullable=False, default=0),
     Index("ix_tasks_project_stage_status", "project_id", "stage_uuid", "status", "id"),
-    # SQLite only: a stage listing without a status filter pages in id order (migration 0003),
-    # and so does iterating a whole project (migration 0005). PostgreSQL dropped them (migration
-    # 0011): a move to another stage is not a HOT update, so every index costs the applier an
-    # entry per task; its listings merge id-ordered ranges of ix_tasks_project_stage_status
-    # instead (common/store/listing.py).
-    Index("ix_tasks_project_stage_id", "project_id", "stage_uuid", "id").ddl_if(dialect="sqlite"),
-    Index("ix_tasks_project_id", "project_id", "id").ddl_if(dialect="sqlite"),
+    # A stage listing without a status filter pages in id order (migration 0003).
+    Index("ix_tasks_project_stage_id", "project_id", "stage_uuid", "id"),
+    # Iterating a whole project pages in id order (migration 0005).
+    Index("ix_tasks_project_id", "project_id", "id"),
     UniqueConstraint("project_id", "data_hash", name="uq_task_data_unit"),
     # PostgreSQL: half of each page stays free, so a claim (which changes no indexed column)
     # can write the row's new version on the same page, a HOT update that adds no entry to
@@ -371,13 +367,3 @@ labelstudio_applied = Table(
     Column("action", String(16), nullable=False),
     Column("applied_at", DateTime(timezone=True), nullable=False),
 )
-
-
-def built_on(obj: object, dialect: str) -> bool:
-    """Whether the schema definitions build ``obj`` (an index) on ``dialect``.
-
-    For comparing a migrated database with the definitions (Alembic's autogenerate
-    does not read ``ddl_if``): an index kept for one dialect is no difference on another.
-    """
-    condition = getattr(obj, "_ddl_if", None)
-    return condition is None or condition.dialect is None or condition.dialect == dialect

@@ -10,22 +10,19 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from sqlalchemy import func, select, text
+from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
 from common.enums import Action
 from common.errors import ConflictError
 from common.store.filters import compile_filters
 from common.store.lifecycle import ActionRequest, execute
-from common.store.listing import stage_page
 from common.store.projects import ProjectsMixin
 from common.store.records import EventRecord, SubtaskRecord, TaskRecord
 from common.store.schema import events, tasks
 from common.store.task_rows import load_subtasks, load_task
 
 __all__ = ["TasksMixin"]
-
-_CUSTOM_PLANS = text("SET LOCAL plan_cache_mode = force_custom_plan")
 
 
 class TasksMixin(ProjectsMixin):
@@ -59,21 +56,10 @@ class TasksMixin(ProjectsMixin):
     def tasks_page(
         self, project_id: str, stage_uuid: str | None, where: Any, after_id: int, size: int
     ) -> list[TaskRecord]:
-        """One page of tasks with ``id > after_id`` (keyset pagination), in id order."""
+        """One page of tasks with ``id > after_id`` (keyset pagination)."""
         query = select(tasks).where(tasks.c.project_id == project_id, tasks.c.id > after_id, where)
-        if stage_uuid is not None and not self.is_sqlite:
-            # PostgreSQL has no index of a stage in id order (migration 0011): the page merges
-            # the stage's ranges of the stage-status index (common/store/listing.py).
-            with self.read() as conn:
-                # A generic plan (psycopg prepares a statement from its sixth run) cannot see
-                # which ranges are empty or how far the page reaches: 3-4 times slower pages.
-                conn.execute(_CUSTOM_PLANS)
-                rows = conn.execute(stage_page(project_id, stage_uuid, where, after_id, size)).mappings().all()
-            return [TaskRecord.model_validate(dict(r)) for r in rows]
         if stage_uuid is not None:
             query = query.where(tasks.c.stage_uuid == stage_uuid)
-        # A whole project: SQLite walks ix_tasks_project_id. PostgreSQL has no such index (migration
-        # 0011) and walks the primary key from after_id, or sorts a project that is a small share.
         with self.read() as conn:
             rows = conn.execute(query.order_by(tasks.c.id).limit(size)).mappings().all()
         return [TaskRecord.model_validate(dict(r)) for r in rows]
