@@ -19,7 +19,7 @@ from common.labelstudio import (
     push,
 )
 from common.sdk import AnnotationStage, Client
-from tests.labelstudio.helpers import annotate, box, choice, labelled_store
+from tests.labelstudio.helpers import annotate, box, choice, labelled_store, prelabel
 from tests.labelstudio.server import LabelStudio
 from tests.servers import free_port
 
@@ -30,16 +30,7 @@ def test_push_annotate_pull_moves_each_task_once(tmp_path: Path, ls: LabelStudio
     # Given a project whose first task has a pre-label, its annotation stage linked to a new Label Studio project
     store, pid = labelled_store(tmp_path, ls, "apples", ["a1", "a2"])
     sdk = Client(store).get_project("apples")
-    row = sdk.get_label_row("apples-a1")
-    pre = {
-        "id": "p1",
-        "class_id": "apple",
-        "type": "bbox",
-        "score": 0.9,
-        "coordinates": {"x": 20, "y": 10, "width": 100, "height": 50},
-        "provenance": {"method": "inference", "pre_processor": "yolo"},
-    }
-    sdk.save_label_row(row.model_copy(update={"objects": [pre]}))
+    prelabel(store, "apples", "apples-a1", {"x": 20, "y": 10, "width": 100, "height": 50})
     lnk = link(store, client, "apples", "Annotate 1")
 
     # When it is pushed twice

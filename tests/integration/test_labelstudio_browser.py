@@ -15,8 +15,7 @@ import pytest
 from playwright.sync_api import Browser, Page, sync_playwright
 
 from common.labelstudio import LabelStudioClient, link, pull, push
-from common.sdk import Client
-from tests.labelstudio.helpers import labelled_store
+from tests.labelstudio.helpers import labelled_store, prelabel
 from tests.labelstudio.server import LabelStudio
 from tests.servers import chromium
 
@@ -83,16 +82,7 @@ def test_annotator_submits_in_browser_and_pull_moves_the_task(
 ) -> None:
     # Given a task pre-labelled with an apple box, its annotation stage linked and pushed to Label Studio
     store, pid = labelled_store(tmp_path, ls, "browser", ["b1"], (W, H))
-    sdk = Client(store).get_project("browser")
-    pre = {
-        "id": "p1",
-        "class_id": "apple",
-        "type": "bbox",
-        "score": 0.9,
-        "coordinates": {"x": 40, "y": 30, "width": 200, "height": 150},
-        "provenance": {"method": "inference", "pre_processor": "yolo"},
-    }
-    sdk.save_label_row(sdk.get_label_row("browser-b1").model_copy(update={"objects": [pre]}))
+    prelabel(store, "browser", "browser-b1", {"x": 40, "y": 30, "width": 200, "height": 150})
     client = LabelStudioClient(ls.url, ls.token)
     lnk = link(store, client, "browser", "Annotate 1", labels=["apple", "pear"])
     assert push(store, client, lnk, str(ls.files_root)).pushed == 1

@@ -9,6 +9,7 @@ from PIL import Image
 
 from common.enums import Role
 from common.labelstudio import LabelStudioClient
+from common.sdk import Client
 from common.store import DataFile, DataUnit, Store
 from common.workflow import load_workflow
 from tests.labelstudio.server import LabelStudio
@@ -68,3 +69,17 @@ def annotate(ls: LabelStudio, ls_task: int, result: list[dict[str, Any]]) -> int
         return int(c.post(f"/api/tasks/{ls_task}/annotations", {"result": result})["id"])
     finally:
         c.close()
+
+
+def prelabel(store: Store, project: str, data_hash: str, coordinates: dict[str, float]) -> None:
+    """Save a model's ``apple`` box (score 0.9, inference provenance) as the unit's label row."""
+    sdk = Client(store).get_project(project)
+    pre = {
+        "id": "p1",
+        "class_id": "apple",
+        "type": "bbox",
+        "score": 0.9,
+        "coordinates": coordinates,
+        "provenance": {"method": "inference", "pre_processor": "yolo"},
+    }
+    sdk.save_label_row(sdk.get_label_row(data_hash).model_copy(update={"objects": [pre]}))
