@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+import os
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 
+import pytest
+
+from cli import app as cli
+from cli import main as cli_main
 from common.batches import BatchHeader
 from common.enums import Role
 from common.store import DataFile, DataUnit, ProjectRecord, Store
@@ -45,3 +52,18 @@ def batch_header(batch_id: str = "b1") -> BatchHeader:
         published_at=datetime.now(UTC),
         deadline=datetime.now(UTC),
     )
+
+
+@contextmanager
+def cli_settings(monkeypatch: pytest.MonkeyPatch, values: dict[str, str]) -> Iterator[None]:
+    """Point the in-process CLI at ``values`` for one test: the other ANNOFLOW_ variables unset, settings re-read."""
+    for key in [k for k in os.environ if k.startswith("ANNOFLOW_") and k not in values]:
+        monkeypatch.delenv(key)
+    for key, value in values.items():
+        monkeypatch.setenv(key, value)
+    cli.settings.cache_clear()
+    cli_main.register()
+    try:
+        yield
+    finally:
+        cli.settings.cache_clear()

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from common.export.jsonio import dumps, dumps_array
 from common.export.native import NativeObject, box_of, class_name
@@ -103,18 +103,10 @@ class CocoWriter(Writer):
             self._flush_annotations()
 
     def _flush_images(self) -> None:
-        if self._images:
-            self._out.write(b"" if self._first_image else b",\n")
-            self._out.write(dumps_array(self._images))
-            self._first_image = False
-            self._images.clear()
+        self._first_image = _flush(self._out, self._images, self._first_image)
 
     def _flush_annotations(self) -> None:
-        if self._annotations:
-            self._anns.write(b"" if self._first_ann else b",\n")
-            self._anns.write(dumps_array(self._annotations))
-            self._first_ann = False
-            self._annotations.clear()
+        self._first_ann = _flush(self._anns, self._annotations, self._first_ann)
 
     def _annotation(self, image_id: int, obj: NativeObject) -> dict[str, Any] | None:
         kind, c = obj["type"], obj["coordinates"]
@@ -173,3 +165,13 @@ class CocoWriter(Writer):
             f.close()
         for p in (self._partial, self._spool):
             p.unlink(missing_ok=True)
+
+
+def _flush(out: BinaryIO, rows: list[dict[str, Any]], first: bool) -> bool:
+    """Write ``rows`` as the next items of a JSON array ``out`` holds open and empty the list; still first?"""
+    if not rows:
+        return first
+    out.write(b"" if first else b",\n")
+    out.write(dumps_array(rows))
+    rows.clear()
+    return False

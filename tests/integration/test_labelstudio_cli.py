@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -12,8 +11,8 @@ import pytest
 from typer.testing import CliRunner
 
 from cli import app as cli
-from cli import main as cli_main
 from common.labelstudio import LabelStudioClient
+from tests.helpers import cli_settings
 from tests.labelstudio.helpers import annotate, box, choice, labelled_store
 from tests.labelstudio.server import LabelStudio
 
@@ -23,18 +22,16 @@ pytestmark = pytest.mark.integration
 @pytest.fixture
 def cli_env(tmp_path: Path, ls: LabelStudio, monkeypatch: pytest.MonkeyPatch) -> Iterator[pytest.MonkeyPatch]:
     """The CLI's settings: a store of this test's own and this Label Studio (the token swappable per test)."""
-    for key in [k for k in os.environ if k.startswith("ANNOFLOW_")]:
-        monkeypatch.delenv(key)
-    monkeypatch.setenv("ANNOFLOW_HOME", str(tmp_path / "home"))
-    monkeypatch.setenv("ANNOFLOW_STORE_URL", f"sqlite:///{tmp_path / 'store.db'}")
-    monkeypatch.setenv("ANNOFLOW_LABELSTUDIO_URL", ls.url)
-    monkeypatch.setenv("ANNOFLOW_LABELSTUDIO_TOKEN", ls.token)
-    monkeypatch.setenv("ANNOFLOW_LABELSTUDIO_LOCAL_FILES_ROOT", str(ls.files_root))
-    monkeypatch.setenv("COLUMNS", "200")
-    cli.settings.cache_clear()
-    cli_main.register()
-    yield monkeypatch
-    cli.settings.cache_clear()
+    values = {
+        "ANNOFLOW_HOME": str(tmp_path / "home"),
+        "ANNOFLOW_STORE_URL": f"sqlite:///{tmp_path / 'store.db'}",
+        "ANNOFLOW_LABELSTUDIO_URL": ls.url,
+        "ANNOFLOW_LABELSTUDIO_TOKEN": ls.token,
+        "ANNOFLOW_LABELSTUDIO_LOCAL_FILES_ROOT": str(ls.files_root),
+        "COLUMNS": "200",
+    }
+    with cli_settings(monkeypatch, values):
+        yield monkeypatch
 
 
 @dataclass

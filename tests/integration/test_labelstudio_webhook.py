@@ -16,10 +16,10 @@ import pytest
 from typer.testing import CliRunner
 
 from cli import app as cli
-from cli import main as cli_main
 from common.labelstudio import WEBHOOK_SECRET_HEADER, LabelStudioClient, get_link, link, push
 from common.sdk import AnnotationStage, Client
 from producer.labelstudio import Delivery, WebhookApp, WebhookServer
+from tests.helpers import cli_settings
 from tests.labelstudio.helpers import annotate, box, labelled_store
 from tests.labelstudio.server import LabelStudio
 from tests.servers import free_port
@@ -40,13 +40,8 @@ def env(tmp_path: Path, ls: LabelStudio, monkeypatch: pytest.MonkeyPatch) -> Ite
         "ANNOFLOW_LABELSTUDIO_WEBHOOK_SECRET": SECRET,
         "COLUMNS": "200",
     }
-    monkeypatch.delenv("ANNOFLOW_USER", raising=False)
-    for key, value in values.items():
-        monkeypatch.setenv(key, value)
-    cli.settings.cache_clear()
-    cli_main.register()
-    yield values
-    cli.settings.cache_clear()
+    with cli_settings(monkeypatch, values):
+        yield values
 
 
 def _wait(what: str, done: Callable[[], bool], timeout_s: float = 30) -> None:

@@ -14,7 +14,7 @@ import pytest
 from typer.testing import CliRunner, Result
 
 from cli import app as cli
-from cli import main as cli_main
+from tests.helpers import cli_settings
 
 FIXTURES = Path(__file__).parents[2] / "fixtures"
 ANNOFLOW = Path(sys.executable).parent / "annoflow"
@@ -25,14 +25,8 @@ APPLES = [f"apples_0{i}.jpg" for i in range(1, 6)]
 def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, str]]:
     """A store of its own under tmp_path; settings re-read for this test."""
     values = {"ANNOFLOW_HOME": str(tmp_path / "home"), "COLUMNS": "200"}
-    for key in ("ANNOFLOW_STORE_URL", "ANNOFLOW_USER"):
-        monkeypatch.delenv(key, raising=False)
-    for key, value in values.items():
-        monkeypatch.setenv(key, value)
-    cli.settings.cache_clear()
-    cli_main.register()
-    yield values
-    cli.settings.cache_clear()
+    with cli_settings(monkeypatch, values):
+        yield values
 
 
 def run(*args: str, code: int = 0) -> Result:

@@ -10,9 +10,9 @@ import pytest
 from typer.testing import CliRunner
 
 from cli import app as cli
-from cli import main as cli_main
 from common.store import Store
 from common.workflow import Workflow
+from tests.helpers import cli_settings
 from tests.unit.export.builders import labelled_project
 
 
@@ -20,16 +20,12 @@ from tests.unit.export.builders import labelled_project
 def store_url(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, seed_workflow: Workflow) -> Iterator[str]:
     """A labelled project in a SQLite store the CLI is pointed at."""
     url = f"sqlite:///{tmp_path / 'cli.db'}"
-    monkeypatch.setenv("ANNOFLOW_STORE_URL", url)
-    monkeypatch.setenv("ANNOFLOW_HOME", str(tmp_path / "home"))
-    monkeypatch.setenv("COLUMNS", "200")
     store = Store.open(url)
     labelled_project(store, seed_workflow, tmp_path)
     store.close()
-    cli.settings.cache_clear()
-    cli_main.register()
-    yield url
-    cli.settings.cache_clear()
+    values = {"ANNOFLOW_STORE_URL": url, "ANNOFLOW_HOME": str(tmp_path / "home"), "COLUMNS": "200"}
+    with cli_settings(monkeypatch, values):
+        yield url
 
 
 def test_export_command_writes_the_file_and_refuses_to_overwrite(store_url: str, tmp_path: Path) -> None:

@@ -17,7 +17,6 @@ import pytest
 from typer.testing import CliRunner
 
 from cli import app as cli
-from cli import main as cli_main
 from common.enums import Role
 from common.errors import InvalidInputError, NotFoundError
 from common.settings import Settings
@@ -25,7 +24,7 @@ from common.store import Store
 from common.versions import create_version, list_versions, resolve_target
 from common.workflow import Workflow
 from producer.totask.action import ToTaskAction, ToTaskOptions
-from tests.helpers import make_project
+from tests.helpers import cli_settings, make_project
 
 BOT = "bot@annoflow.test"
 READ_ONLY = "'apples@1' is saved version 1 of 'apples', which is read-only, and a ToTask run writes labels"
@@ -111,18 +110,14 @@ def test_resolve_target_tells_the_three_cases_apart(versioned: Store) -> None:
 def cli_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, seed_workflow: Workflow) -> Iterator[Store]:
     """The versioned project in a SQLite store the CLI is pointed at, and a params file beside it."""
     url = f"sqlite:///{tmp_path / 'cli.db'}"
-    monkeypatch.setenv("ANNOFLOW_STORE_URL", url)
-    monkeypatch.setenv("ANNOFLOW_HOME", str(tmp_path / "home"))
-    monkeypatch.setenv("COLUMNS", "300")
     store = Store.open(url)
     make_project(store, seed_workflow, ["a.jpg", "b.jpg"], users={BOT: Role.ANNOTATOR})
     create_version(store, "apples")
     (tmp_path / "params.json").write_text(json.dumps(_params("pears")))  # --project names the one to run on
-    cli.settings.cache_clear()
-    cli_main.register()
-    yield store
+    values = {"ANNOFLOW_STORE_URL": url, "ANNOFLOW_HOME": str(tmp_path / "home"), "COLUMNS": "300"}
+    with cli_settings(monkeypatch, values):
+        yield store
     store.close()
-    cli.settings.cache_clear()
 
 
 @pytest.mark.parametrize(
