@@ -41,9 +41,8 @@ from sqlalchemy import (
     update,
 )
 
-from common.enums import TaskStatus
 from common.store.records import TaskRecord, now
-from common.store.schema import tasks
+from common.store.schema import CLAIMABLE_STATUS, tasks
 from common.store.store import Store
 
 __all__ = [
@@ -145,7 +144,7 @@ def claim_tasks(
     claimable = [
         tasks.c.project_id == project_id,
         tasks.c.stage_uuid == stage_uuid,
-        tasks.c.status != TaskStatus.COMPLETED.value,
+        CLAIMABLE_STATUS,  # the claim-order index holds these tasks only
         _claimable(at, pass_started),
     ]
     # One random prefix per claim plus the task id: unique per task and unguessable.

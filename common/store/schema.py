@@ -15,9 +15,11 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    literal_column,
 )
 
 __all__ = [
+    "CLAIMABLE_STATUS",
     "certifications",
     "data_units",
     "datasets",
@@ -151,9 +153,22 @@ tasks = Table(
     # the seven indexes (migration 0008).
     postgresql_with={"fillfactor": 50},
 )
+# A claim never takes a completed task. As a SQL literal, not a bound parameter: the
+# planners use a partial index only where the query's own text implies its condition.
+CLAIMABLE_STATUS = tasks.c.status != literal_column("'COMPLETED'")
 # The producer claims a stage's tasks highest priority first, then oldest: walking
 # this index finds them without sorting the whole stage on every claim (migration 0006).
-Index("ix_tasks_claim_order", tasks.c.project_id, tasks.c.stage_uuid, tasks.c.priority.desc(), tasks.c.id)
+# It holds the tasks that are not completed (migration 0011): a move into a complete
+# stage adds no entry to it, and a finished project's tasks leave it.
+Index(
+    "ix_tasks_claim_order",
+    tasks.c.project_id,
+    tasks.c.stage_uuid,
+    tasks.c.priority.desc(),
+    tasks.c.id,
+    postgresql_where=CLAIMABLE_STATUS,
+    sqlite_where=CLAIMABLE_STATUS,
+)
 
 subtasks = Table(
     "subtasks",

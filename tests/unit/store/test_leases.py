@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import event, update
+from sqlalchemy import event, select, update
 
 from common.store import Store
 from common.store.leases import (
@@ -279,3 +279,36 @@ def test_a_cursor_claim_on_postgresql_does_not_walk_past_the_tasks_in_flight(
     # Then the claim from the top reads and drops every task in flight; the cursor's claim none of them
     assert _removed_by_filter(from_top) >= 2000, from_top
     assert _removed_by_filter(after) < 100, after
+
+
+def test_a_claim_walks_the_index_of_the_tasks_not_completed(store: Store, agent_workflow: Workflow) -> None:
+    # Given 3,000 tasks in one stage, the first 1,000 of them completed there
+    project = make_project(store, agent_workflow, [f"{i}.jpg" for i in range(3000)])
+    stage = agent_workflow.stage("Pre-label").uuid
+    with store.write() as conn:
+        first = select(tasks.c.id).where(tasks.c.project_id == project.id).order_by(tasks.c.id).limit(1000)
+        completed = set(conn.execute(first).scalars())
+        conn.execute(update(tasks).where(tasks.c.id.in_(completed)).values(status="COMPLETED"))
+        conn.exec_driver_sql("ANALYZE" if store.is_sqlite else "ANALYZE tasks")
+    statements: list[tuple[str, Any]] = []
+
+    def record(_conn: Any, _cursor: Any, statement: str, params: Any, _context: Any, _many: bool) -> None:
+        statements.append((statement, params))
+
+    # When a hundred are claimed
+    event.listen(store.engine, "before_cursor_execute", record)
+    try:
+        claimed = claim_tasks(store, project.id, stage, 100, lease_seconds=60)
+    finally:
+        event.remove(store.engine, "before_cursor_execute", record)
+    ((sql, params),) = [(s, p) for s, p in statements if s.lstrip().upper().startswith("UPDATE")]
+    with store.write() as conn:
+        cursor = conn.connection.driver_connection.cursor()
+        cursor.execute(("EXPLAIN QUERY PLAN " if store.is_sqlite else "EXPLAIN (FORMAT JSON) ") + sql, params)
+        plan = repr(cursor.fetchall())
+
+    # Then none of the completed ones is taken, and the claim walks the claim-order index,
+    # which holds the other tasks only (a move into a complete stage adds no entry to it)
+    assert len(claimed) == 100
+    assert not completed & {t.id for t in claimed}
+    assert "ix_tasks_claim_order" in plan, plan

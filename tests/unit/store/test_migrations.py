@@ -73,3 +73,42 @@ def test_tasks_on_postgresql_keep_room_for_hot_updates(build: str) -> None:
             store.close()
     # Then half of each page stays free for the new versions claims write (HOT updates)
     assert options == ["fillfactor=50"]
+
+
+def _built(backend: str, build: str, tmp_path: Path) -> Iterator[Store]:
+    """A store on ``backend`` built by the migrations, or straight from the table definitions."""
+    upgrade = build == "migrations"
+    if backend == "sqlite":
+        store = Store.open(f"sqlite:///{tmp_path / 'b.db'}", upgrade=upgrade)
+        if not upgrade:
+            create_tables(store.engine)
+        yield store
+        store.close()
+        return
+    with postgres_schema("b") as schema:
+        store = Store.open(POSTGRES_URL, schema=schema, upgrade=upgrade)
+        try:
+            if not upgrade:
+                create_tables(store.engine)
+            yield store
+        finally:
+            store.close()
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+@pytest.mark.parametrize("build", ["migrations", "definitions"])
+def test_the_claim_order_index_leaves_out_completed_tasks(backend: str, build: str, tmp_path: Path) -> None:
+    # Given a store built by the migrations, or straight from the table definitions
+    for store in _built(backend, build, tmp_path):
+        # When the claim-order index's definition is read back
+        with store.read() as conn:
+            if store.is_sqlite:
+                query = "SELECT sql FROM sqlite_master WHERE name = 'ix_tasks_claim_order'"
+            else:
+                query = (
+                    "SELECT indexdef FROM pg_indexes "
+                    "WHERE indexname = 'ix_tasks_claim_order' AND schemaname = current_schema()"
+                )
+            sql = str(conn.execute(text(query)).scalar_one())
+        # Then it holds only the tasks a claim may take: none completed
+        assert "WHERE" in sql.upper() and "'COMPLETED'" in sql, sql
