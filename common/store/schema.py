@@ -18,6 +18,8 @@ from sqlalchemy import (
     literal_column,
 )
 
+from common.enums import TaskStatus
+
 __all__ = [
     "CLAIMABLE_STATUS",
     "certifications",
@@ -155,7 +157,7 @@ tasks = Table(
 )
 # A claim never takes a completed task. As a SQL literal, not a bound parameter: the
 # planners use a partial index only where the query's own text implies its condition.
-CLAIMABLE_STATUS = tasks.c.status != literal_column("'COMPLETED'")
+CLAIMABLE_STATUS = tasks.c.status != literal_column(f"'{TaskStatus.COMPLETED.value}'")
 # The producer claims a stage's tasks highest priority first, then oldest: walking
 # this index finds them without sorting the whole stage on every claim (migration 0006).
 # It holds the tasks that are not completed (migration 0011): a move into a complete
