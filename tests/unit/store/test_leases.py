@@ -199,18 +199,10 @@ def test_a_claim_on_postgresql_reaches_its_rows_by_primary_key(pg_store: Store, 
     project = make_project(pg_store, agent_workflow, [f"{i}.jpg" for i in range(3000)])
     with pg_store.write() as conn:
         conn.exec_driver_sql("ANALYZE tasks")
-    statements: list[tuple[str, Any]] = []
-
-    def record(_conn: Any, _cursor: Any, statement: str, params: Any, _context: Any, _many: bool) -> None:
-        statements.append((statement, params))
-
     # When the producer claims a hundred of them
-    event.listen(pg_store.engine, "before_cursor_execute", record)
-    try:
-        claimed = claim_tasks(pg_store, project.id, agent_workflow.stage("Pre-label").uuid, 100, lease_seconds=60)
-    finally:
-        event.remove(pg_store.engine, "before_cursor_execute", record)
-    ((sql, params),) = [(s, p) for s, p in statements if s.lstrip().upper().startswith("UPDATE")]
+    stage = agent_workflow.stage("Pre-label").uuid
+    claimed, updates = _claim_updates(pg_store, lambda: claim_tasks(pg_store, project.id, stage, 100, lease_seconds=60))
+    ((sql, params),) = updates
     with pg_store.write() as conn:
         cursor = conn.connection.driver_connection.cursor()
         cursor.execute("EXPLAIN (FORMAT JSON) " + sql, params)
@@ -229,12 +221,8 @@ def _removed_by_filter(plan: dict[str, Any]) -> int:
     return int(plan.get("Rows Removed by Filter", 0)) + sum(_removed_by_filter(c) for c in plan.get("Plans", []))
 
 
-def _claim_plan(store: Store, claim: Any) -> dict[str, Any]:
-    """The executed plan of the UPDATE that ``claim()`` sends, on the tasks as they were before it.
-
-    The claim runs, its tasks are freed again, and its statement is run once more under
-    EXPLAIN ANALYZE in a transaction that is rolled back.
-    """
+def _claim_updates(store: Store, claim: Any) -> tuple[Any, list[tuple[str, Any]]]:
+    """What ``claim()`` returns, and the UPDATE statements (with their parameters) it sent."""
     statements: list[tuple[str, Any]] = []
 
     def record(_conn: Any, _cursor: Any, statement: str, params: Any, _context: Any, _many: bool) -> None:
@@ -245,12 +233,22 @@ def _claim_plan(store: Store, claim: Any) -> dict[str, Any]:
         claimed = claim()
     finally:
         event.remove(store.engine, "before_cursor_execute", record)
+    return claimed, [(s, p) for s, p in statements if s.lstrip().upper().startswith("UPDATE")]
+
+
+def _claim_plan(store: Store, claim: Any) -> dict[str, Any]:
+    """The executed plan of the UPDATE that ``claim()`` sends, on the tasks as they were before it.
+
+    The claim runs, its tasks are freed again, and its statement is run once more under
+    EXPLAIN ANALYZE in a transaction that is rolled back.
+    """
+    claimed, updates = _claim_updates(store, claim)
     assert len(claimed) == 100
     with store.write() as conn:
         conn.execute(
             update(tasks).where(tasks.c.id.in_([t.id for t in claimed])).values(lease_token=None, lease_deadline=None)
         )
-    sql, params = next((s, p) for s, p in statements if s.lstrip().upper().startswith("UPDATE"))
+    sql, params = updates[0]
     with store.engine.connect() as conn:
         cursor = conn.connection.driver_connection.cursor()
         cursor.execute("EXPLAIN (ANALYZE, FORMAT JSON) " + sql, params)
@@ -290,18 +288,9 @@ def test_a_claim_walks_the_index_of_the_tasks_not_completed(store: Store, agent_
         completed = set(conn.execute(first).scalars())
         conn.execute(update(tasks).where(tasks.c.id.in_(completed)).values(status="COMPLETED"))
         conn.exec_driver_sql("ANALYZE" if store.is_sqlite else "ANALYZE tasks")
-    statements: list[tuple[str, Any]] = []
-
-    def record(_conn: Any, _cursor: Any, statement: str, params: Any, _context: Any, _many: bool) -> None:
-        statements.append((statement, params))
-
     # When a hundred are claimed
-    event.listen(store.engine, "before_cursor_execute", record)
-    try:
-        claimed = claim_tasks(store, project.id, stage, 100, lease_seconds=60)
-    finally:
-        event.remove(store.engine, "before_cursor_execute", record)
-    ((sql, params),) = [(s, p) for s, p in statements if s.lstrip().upper().startswith("UPDATE")]
+    claimed, updates = _claim_updates(store, lambda: claim_tasks(store, project.id, stage, 100, lease_seconds=60))
+    ((sql, params),) = updates
     with store.write() as conn:
         cursor = conn.connection.driver_connection.cursor()
         cursor.execute(("EXPLAIN QUERY PLAN " if store.is_sqlite else "EXPLAIN (FORMAT JSON) ") + sql, params)
