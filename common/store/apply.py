@@ -36,7 +36,7 @@ from common.models import TaskCompletionResult
 from common.store.bulk import EventGroup, UpdateGroup, insert_events, lock_tasks, update_tasks
 from common.store.leases import FAILED, HOLD_PREFIX, RETRY_PREFIX
 from common.store.lifecycle import MovePlan, now, plan_move
-from common.store.records import LabelRow, TaskRecord
+from common.store.records import LabelRow, TaskState
 from common.store.schema import subtasks
 from common.store.store import Store, save_label_row
 from common.transitions import Rule, rule_for
@@ -130,7 +130,7 @@ def apply_results(
 _DUPLICATE = "a second result for this task in the same message (a duplicate)"
 
 
-def _stale_reason(task: TaskRecord | None, result: TaskCompletionResult, texts: dict[uuid.UUID, str]) -> str:
+def _stale_reason(task: TaskState | None, result: TaskCompletionResult, texts: dict[uuid.UUID, str]) -> str:
     if task is None:
         return "no such task"
     if result.lease_token is None or result.lease_token != task.lease_token:
@@ -153,7 +153,7 @@ class _Route:
     dest: str
     note: str
 
-    def add(self, outcome: ApplyOutcome, task: TaskRecord) -> None:
+    def add(self, outcome: ApplyOutcome, task: TaskState) -> None:
         outcome._note(task.uuid, "applied", self.note)
         outcome.moved[self.dest] = outcome.moved.get(self.dest, 0) + 1
         self.updates.append((task.id, task.version))
@@ -174,7 +174,7 @@ class _Writes:
         # Moves already worked out, by what decides them: (project, stage, status, pathway, run, priority).
         self.routes: dict[tuple[Any, ...], _Route] = {}
 
-    def apply(self, wf: Workflow, task: TaskRecord, result: TaskCompletionResult) -> None:
+    def apply(self, wf: Workflow, task: TaskState, result: TaskCompletionResult) -> None:
         # Most of a message moves alike: the first such task works the move out, the rest follow it.
         plain = result.success and result.labels is None and result.pathway is not None
         key = (task.project_id, task.stage_uuid, task.status, result.pathway, result.run_id, result.priority)
@@ -204,7 +204,7 @@ class _Writes:
             self.routes[key] = route
 
     @staticmethod
-    def _label_row(task: TaskRecord, result: TaskCompletionResult) -> LabelRow:
+    def _label_row(task: TaskState, result: TaskCompletionResult) -> LabelRow:
         assert result.labels is not None
         return LabelRow(
             project_id=task.project_id,
@@ -214,7 +214,7 @@ class _Writes:
             version=result.labels.version,
         )
 
-    def _fail(self, wf: Workflow, stage: Stage, task: TaskRecord, error: str) -> None:
+    def _fail(self, wf: Workflow, stage: Stage, task: TaskState, error: str) -> None:
         # attempts was counted when the task was claimed: attempt 1 is the first try.
         if task.attempts <= self.retries:
             self.outcome._note(task.uuid, "retried", error)
@@ -238,7 +238,7 @@ class _Writes:
         self._update(task, {"lease_token": FAILED, "lease_deadline": None, "last_error": error})
 
     def _move(
-        self, wf: Workflow, stage: Stage, task: TaskRecord, pathway: Pathway, rule: Rule,
+        self, wf: Workflow, stage: Stage, task: TaskState, pathway: Pathway, rule: Rule,
         run_id: str | None, extra: dict[str, Any],
     ) -> _Route | None:  # fmt: skip
         """Collect one task's move; return the route that tasks moved alike may follow (None if none may)."""
@@ -262,7 +262,7 @@ class _Writes:
             }
         return {"lease_token": None, "lease_deadline": None}
 
-    def _update(self, task: TaskRecord, changes: dict[str, Any]) -> None:
+    def _update(self, task: TaskState, changes: dict[str, Any]) -> None:
         self._group(changes).append((task.id, task.version))
 
     def _group(self, changes: dict[str, Any]) -> list[tuple[int, int]]:

@@ -14,7 +14,7 @@ from typing import Any
 from sqlalchemy import Connection, delete, insert
 
 from common.enums import Action, StageType, TaskStatus
-from common.store.records import TaskRecord, now
+from common.store.records import TaskRecord, TaskState, now
 from common.store.schema import subtasks
 from common.store.task_rows import load_task, record_event, write_task
 from common.transitions import Rule, arrival_status
@@ -55,7 +55,7 @@ class MovePlan:
 
 def plan_move(
     wf: Workflow,
-    task: TaskRecord,
+    task: TaskRecord | TaskState,
     pathway: Pathway | None,
     rule: Rule,
     action: Action,

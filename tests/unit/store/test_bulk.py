@@ -8,7 +8,8 @@ import pytest
 from sqlalchemy import select, update
 
 from common.store import Store
-from common.store.bulk import insert_events, update_tasks
+from common.store.bulk import insert_events, lock_tasks, update_tasks
+from common.store.records import TaskState
 from common.store.schema import tasks
 from common.workflow import Workflow
 from tests.helpers import make_project
@@ -46,6 +47,28 @@ def test_a_group_is_set_on_every_task_that_kept_its_version(store: Store, seed_w
         else:
             assert (new_version, token, error) == (version + 1, "hold", "stop")
             assert stamp.replace(tzinfo=stamp.tzinfo or UTC) == at
+
+
+def test_the_lock_reads_what_a_result_is_applied_against(store: Store, seed_workflow: Workflow) -> None:
+    # Given three tasks, one of them holding a lease, and a uuid that names no task
+    project = make_project(store, seed_workflow, ["a.jpg", "b.jpg", "c.jpg"])
+    records = list(store.iter_tasks(project.id))
+    leased = records[1]
+    with store.write() as conn:
+        conn.execute(update(tasks).where(tasks.c.id == leased.id).values(lease_token="tok", attempts=2, version=7))
+
+    # When the applier reads them (a duplicate uuid among them) under its lock
+    with store.write() as conn:
+        found, versions = lock_tasks(conn, [r.uuid for r in records] + [leased.uuid, "no-such-task"])
+
+    # Then each task found comes back once with its state as stored, beside its project's workflow version
+    assert sorted(found) == sorted(r.uuid for r in records)
+    assert versions == {project.id: store.get_project(project.id).workflow_version}
+    for r in records:
+        lease = ("tok", 2, 7) if r.id == leased.id else (r.lease_token, r.attempts, r.version)
+        assert found[r.uuid] == TaskState(
+            r.id, r.uuid, r.project_id, r.data_hash, r.stage_uuid, r.status, r.label_branch, *lease
+        )
 
 
 def test_events_are_one_row_per_task_in_the_order_given(store: Store, seed_workflow: Workflow) -> None:
