@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import Engine, create_engine, event
-from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError
+from sqlalchemy.exc import ArgumentError, DisconnectionError, NoSuchModuleError, OperationalError
 
 from common.errors import InvalidInputError, TransientError
 from common.store.wakeups import CHANNEL, CHANNEL_OPTION
@@ -16,6 +17,9 @@ from common.store.wakeups import CHANNEL, CHANNEL_OPTION
 __all__ = ["create_tables", "is_sqlite", "make_engine", "migrate"]
 
 _MIGRATIONS = Path(__file__).with_name("migrations")
+# A pooled connection that sat idle longer than this is pinged before it is handed out
+# (and replaced if the server dropped it); one back in use sooner is not.
+PING_AFTER_IDLE_S = 5.0
 
 
 def is_sqlite(engine: Engine) -> bool:
@@ -43,8 +47,6 @@ def make_engine(url: str, schema: str | None = None) -> Engine:
         kwargs["connect_args"] = {"options": f"-csearch_path={schema}"}
         # Stores that share a database by schema wake only their own producers.
         kwargs["execution_options"] = {CHANNEL_OPTION: f"{CHANNEL}.{schema}"}
-    if not url.startswith("sqlite"):
-        kwargs["pool_pre_ping"] = True
     try:
         engine = create_engine(url, **kwargs)
     except (ArgumentError, NoSuchModuleError) as e:
@@ -53,7 +55,37 @@ def make_engine(url: str, schema: str | None = None) -> Engine:
         ) from e
     if is_sqlite(engine):
         _tune_sqlite(engine)
+    else:
+        _ping_after_idle(engine)
     return engine
+
+
+def _ping_after_idle(engine: Engine) -> None:
+    """Ping a pooled connection before use only when it sat idle for :data:`PING_AFTER_IDLE_S`.
+
+    A ping on every checkout (``pool_pre_ping``) is a round trip before every
+    transaction: on the result applier's path, one per group it applies. A
+    connection the server dropped while it was in steady use fails its next
+    statement instead, which the store reports as transient (the callers retry,
+    and the pool drops every connection it had). One that sat idle, the
+    connection a restart or an idle timeout is most likely to have cut, is
+    pinged and, if dead, replaced before anyone sees it.
+    """
+
+    @event.listens_for(engine, "checkin")
+    def _checked_in(_dbapi_conn: Any, record: Any) -> None:
+        record.info["idle_since"] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _checked_out(dbapi_conn: Any, record: Any, _proxy: Any) -> None:
+        since = record.info.get("idle_since")
+        if since is None or time.monotonic() - since < PING_AFTER_IDLE_S:
+            return  # fresh from the server, or in use a moment ago
+        try:
+            engine.dialect.do_ping(dbapi_conn)
+        except Exception as e:
+            # The pool drops this connection and hands out another (a new one if need be).
+            raise DisconnectionError(f"a pooled connection did not answer: {e}") from e
 
 
 def _tune_sqlite(engine: Engine) -> None:
