@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy import (
     JSON,
     Column,
+    Connection,
     DateTime,
     Float,
     ForeignKey,
@@ -15,6 +18,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    event,
     literal_column,
 )
 
@@ -147,14 +151,29 @@ tasks = Table(
     Index("ix_tasks_project_stage_status", "project_id", "stage_uuid", "status", "id"),
     # A stage listing without a status filter pages in id order (migration 0003).
     Index("ix_tasks_project_stage_id", "project_id", "stage_uuid", "id"),
-    # Iterating a whole project pages in id order (migration 0005).
-    Index("ix_tasks_project_id", "project_id", "id"),
+    # Iterating a whole project pages in id order (migration 0005). Leaf pages half free on
+    # PostgreSQL, as the primary key's (below).
+    Index("ix_tasks_project_id", "project_id", "id", postgresql_with={"fillfactor": 50}),
     UniqueConstraint("project_id", "data_hash", name="uq_task_data_unit"),
-    # PostgreSQL: half of each page stays free, so a claim (which changes no indexed column)
+    # PostgreSQL: 60% of each page stays free, so a claim (which changes no indexed column)
     # can write the row's new version on the same page, a HOT update that adds no entry to
-    # the seven indexes (migration 0008).
-    postgresql_with={"fillfactor": 50},
+    # the seven indexes (migrations 0008, 0012). A claim takes a page's tasks in one
+    # statement, whose old versions cannot be pruned before it commits: at half free, the
+    # last of a page's claims (the lease makes a row a sixth longer) found no room.
+    postgresql_with={"fillfactor": 40},
 )
+
+
+# PostgreSQL: the new row version a move writes (the stage changes, so it is no HOT update)
+# needs an entry beside the old one in the indexes keyed by what a move leaves alone. Tasks
+# are created in id order, which fills those leaf pages to the default 90%; the move's
+# entry then costs a dedup pass or a split. Half-free leaves take it as it is (migration 0012).
+@event.listens_for(tasks, "after_create")
+def _primary_key_room(target: Table, connection: Connection, **kw: Any) -> None:
+    if connection.dialect.name == "postgresql":
+        connection.exec_driver_sql("ALTER INDEX tasks_pkey SET (fillfactor = 50)")
+
+
 # A claim never takes a completed task. As a SQL literal, not a bound parameter: the
 # planners use a partial index only where the query's own text implies its condition.
 CLAIMABLE_STATUS = tasks.c.status != literal_column(f"'{TaskStatus.COMPLETED.value}'")

@@ -301,3 +301,58 @@ def test_a_claim_walks_the_index_of_the_tasks_not_completed(store: Store, agent_
     assert len(claimed) == 100
     assert not completed & {t.id for t in claimed}
     assert "ix_tasks_claim_order" in plan, plan
+
+
+def _row_pages(store: Store) -> dict[str, int]:
+    """The heap page of each task's current row version, by uuid."""
+    with store.read() as conn:
+        rows = conn.exec_driver_sql("SELECT uuid, (ctid::text::point)[0]::int FROM tasks").all()
+    return {u: page for u, page in rows}
+
+
+def test_a_claim_on_postgresql_writes_every_new_row_version_beside_the_old(
+    pg_store: Store, agent_workflow: Workflow
+) -> None:
+    # Given 600 tasks on PostgreSQL, titles from 30 to 120 characters long
+    titles = [f"s3://acme/2026-12-07/{'cam' * (i % 30)}/frame-{i:06d}.jpg" for i in range(600)]
+    project = make_project(pg_store, agent_workflow, titles)
+    before = _row_pages(pg_store)
+    # When one claim takes all of them: every page's tasks in one statement, so none of the
+    # old versions can be pruned to make room
+    claimed = claim_tasks(pg_store, project.id, agent_workflow.stage("Pre-label").uuid, 600, lease_seconds=60)
+    # Then each new version (a sixth longer: the lease) stayed on its row's page, the
+    # condition for a HOT update, which adds no entry to the table's seven indexes
+    assert len(claimed) == 600
+    after = _row_pages(pg_store)
+    moved = sorted(u for u in before if after[u] != before[u])
+    assert moved == [], f"{len(moved)} of 600 claimed rows moved to another page"
+
+
+def _index_pages(store: Store, *names: str) -> dict[str, int]:
+    with store.read() as conn:
+        return {n: int(conn.exec_driver_sql(f"SELECT pg_relation_size('{n}') / 8192").scalar_one()) for n in names}
+
+
+def test_a_move_on_postgresql_fits_its_new_entries_into_the_id_ordered_indexes(
+    pg_store: Store, agent_workflow: Workflow
+) -> None:
+    # Given 3,000 tasks on PostgreSQL, created in id order as an import creates them
+    project = make_project(pg_store, agent_workflow, [f"{i}.jpg" for i in range(3000)])
+    keyed_by_id = ("tasks_pkey", "ix_tasks_project_id")
+    before = _index_pages(pg_store, *keyed_by_id, "tasks_uuid_key")
+    # When every task changes stage, as a move does: a new row version, and in each index a
+    # new entry (beside the old one where the index's key did not change)
+    with pg_store.write() as conn:
+        conn.execute(
+            update(tasks)
+            .where(tasks.c.project_id == project.id)
+            .values(stage_uuid=agent_workflow.stage("Check").uuid, version=tasks.c.version + 1)
+        )
+    after = _index_pages(pg_store, *keyed_by_id, "tasks_uuid_key")
+    # Then the indexes keyed by id took the new entries into the room their leaves keep: a
+    # page more at most (the last leaf, filled unevenly), where leaves filled to the default
+    # 90% split nearly all (27 pages became 51)
+    for name in keyed_by_id:
+        assert after[name] <= before[name] + 1, (name, before[name], after[name])
+    # (while the uuid index, filled in random order, had to grow)
+    assert after["tasks_uuid_key"] > before["tasks_uuid_key"]

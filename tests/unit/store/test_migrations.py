@@ -53,26 +53,34 @@ def test_migrating_twice_changes_nothing(migrated: Store) -> None:
 
 
 @pytest.mark.parametrize("build", ["migrations", "definitions"])
-def test_tasks_on_postgresql_keep_room_for_hot_updates(build: str) -> None:
+def test_tasks_on_postgresql_keep_room_for_hot_updates_and_moves(build: str) -> None:
     # Given a PostgreSQL store built by the migrations, or straight from the table definitions
     with postgres_schema("f") as schema:
         store = Store.open(POSTGRES_URL, schema=schema, upgrade=build == "migrations")
         try:
             if build == "definitions":
                 create_tables(store.engine)
-            # When the tasks table's storage parameters are read
+            # When the storage parameters of the tasks table and its indexes are read
             with store.read() as conn:
-                options = conn.execute(
+                rows = conn.execute(
                     text(
-                        "SELECT c.reloptions FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
-                        "WHERE c.relname = 'tasks' AND n.nspname = :schema"
+                        "SELECT c.relname, c.reloptions FROM pg_class c "
+                        "JOIN pg_namespace n ON n.oid = c.relnamespace "
+                        "WHERE n.nspname = :schema AND c.relname IN "
+                        "('tasks', 'tasks_pkey', 'ix_tasks_project_id', 'tasks_uuid_key')"
                     ),
                     {"schema": schema},
-                ).scalar_one()
+                ).all()
         finally:
             store.close()
-    # Then half of each page stays free for the new versions claims write (HOT updates)
-    assert options == ["fillfactor=50"]
+    options = {name: opts for name, opts in rows}
+    # Then 60% of each page stays free for the new versions claims write (HOT updates)
+    assert options["tasks"] == ["fillfactor=40"]
+    # And the leaves of the indexes a move adds an entry to beside the old one are half free
+    assert options["tasks_pkey"] == ["fillfactor=50"]
+    assert options["ix_tasks_project_id"] == ["fillfactor=50"]
+    # While the others keep PostgreSQL's default
+    assert options["tasks_uuid_key"] is None
 
 
 def _built(backend: str, build: str, tmp_path: Path) -> Iterator[Store]:
