@@ -152,7 +152,7 @@ tasks = Table(
     # A stage listing without a status filter pages in id order (migration 0003).
     Index("ix_tasks_project_stage_id", "project_id", "stage_uuid", "id"),
     # Iterating a whole project pages in id order (migration 0005). Leaf pages half free on
-    # PostgreSQL, as the primary key's (below).
+    # PostgreSQL, as the primary key's and the uuid's (below).
     Index("ix_tasks_project_id", "project_id", "id", postgresql_with={"fillfactor": 50}),
     UniqueConstraint("project_id", "data_hash", name="uq_task_data_unit"),
     # PostgreSQL: 60% of each page stays free, so a claim (which changes no indexed column)
@@ -166,12 +166,14 @@ tasks = Table(
 
 # PostgreSQL: the new row version a move writes (the stage changes, so it is no HOT update)
 # needs an entry beside the old one in the indexes keyed by what a move leaves alone. Tasks
-# are created in id order, which fills those leaf pages to the default 90%; the move's
-# entry then costs a dedup pass or a split. Half-free leaves take it as it is (migration 0012).
+# are created in id order, with time-ordered uuids, which fills those leaf pages to the
+# default 90%; the move's entry then costs a dedup pass or a split. Half-free leaves take it
+# as it is (migration 0012).
 @event.listens_for(tasks, "after_create")
-def _primary_key_room(target: Table, connection: Connection, **kw: Any) -> None:
+def _index_room(target: Table, connection: Connection, **kw: Any) -> None:
     if connection.dialect.name == "postgresql":
-        connection.exec_driver_sql("ALTER INDEX tasks_pkey SET (fillfactor = 50)")
+        for name in ("tasks_pkey", "tasks_uuid_key"):
+            connection.exec_driver_sql(f"ALTER INDEX {name} SET (fillfactor = 50)")
 
 
 # A claim never takes a completed task. As a SQL literal, not a bound parameter: the

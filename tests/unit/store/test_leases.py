@@ -333,13 +333,13 @@ def _index_pages(store: Store, *names: str) -> dict[str, int]:
         return {n: int(conn.exec_driver_sql(f"SELECT pg_relation_size('{n}') / 8192").scalar_one()) for n in names}
 
 
-def test_a_move_on_postgresql_fits_its_new_entries_into_the_id_ordered_indexes(
+def test_a_move_on_postgresql_fits_its_new_entries_into_the_indexes_filled_in_order(
     pg_store: Store, agent_workflow: Workflow
 ) -> None:
     # Given 3,000 tasks on PostgreSQL, created in id order as an import creates them
     project = make_project(pg_store, agent_workflow, [f"{i}.jpg" for i in range(3000)])
-    keyed_by_id = ("tasks_pkey", "ix_tasks_project_id")
-    before = _index_pages(pg_store, *keyed_by_id, "tasks_uuid_key")
+    in_order = ("tasks_pkey", "tasks_uuid_key", "ix_tasks_project_id")
+    before = _index_pages(pg_store, *in_order, "uq_task_data_unit")
     # When every task changes stage, as a move does: a new row version, and in each index a
     # new entry (beside the old one where the index's key did not change)
     with pg_store.write() as conn:
@@ -348,11 +348,11 @@ def test_a_move_on_postgresql_fits_its_new_entries_into_the_id_ordered_indexes(
             .where(tasks.c.project_id == project.id)
             .values(stage_uuid=agent_workflow.stage("Check").uuid, version=tasks.c.version + 1)
         )
-    after = _index_pages(pg_store, *keyed_by_id, "tasks_uuid_key")
-    # Then the indexes keyed by id took the new entries into the room their leaves keep: a
-    # page more at most (the last leaf, filled unevenly), where leaves filled to the default
-    # 90% split nearly all (27 pages became 51)
-    for name in keyed_by_id:
+    after = _index_pages(pg_store, *in_order, "uq_task_data_unit")
+    # Then the indexes filled in key order (id, the time-ordered uuid) took the new entries
+    # into the room their leaves keep: a page more at most (the last leaf, filled unevenly),
+    # where leaves filled to the default 90% split nearly all (27 pages became 51)
+    for name in in_order:
         assert after[name] <= before[name] + 1, (name, before[name], after[name])
-    # (while the uuid index, filled in random order, had to grow)
-    assert after["tasks_uuid_key"] > before["tasks_uuid_key"]
+    # (while the data unit index, filled in the hashes' random order, had to grow)
+    assert after["uq_task_data_unit"] > before["uq_task_data_unit"]

@@ -1,4 +1,4 @@
-"""tasks on PostgreSQL keep more room: 60% of each table page, half of two indexes' leaf pages
+"""tasks on PostgreSQL keep more room: 60% of each table page, half of three indexes' leaf pages
 
 Revision ID: 0012
 Revises: 0011
@@ -11,8 +11,9 @@ down_revision = '0011'
 branch_labels = None
 depends_on = None
 
-# Keyed by columns a move never changes, and filled in key order as tasks are created.
-_INDEXES = ('tasks_pkey', 'ix_tasks_project_id')
+# Keyed by columns a move never changes, and filled in key order as tasks are created (the
+# importer's task uuids are time-ordered).
+_INDEXES = ('tasks_pkey', 'tasks_uuid_key', 'ix_tasks_project_id')
 
 
 def upgrade() -> None:
@@ -20,7 +21,7 @@ def upgrade() -> None:
     # pruned before it commits: with half of the page free, the last claims on a page found
     # no room (a claimed row is a sixth longer) and were no HOT updates, each adding an entry
     # to every index. A move changes the stage, so its new row version needs an entry in
-    # every index; in these two it goes beside the old one, and a leaf page filled to the
+    # every index; in these three it goes beside the old one, and a leaf page filled to the
     # default 90% first tries to delete dead entries, then deduplicates, then splits.
     # Pages written from now on keep the room (VACUUM FULL or REINDEX gives it to the rest).
     if op.get_bind().dialect.name == 'postgresql':
