@@ -125,3 +125,22 @@ def test_data_hashes_with_a_comma_are_found_too(store: Store, wf: Workflow) -> N
 
     # Then each unit is found, the one with a comma as well
     assert set(units) == {t.data_hash for t in claimed} and "x,y" in units
+
+
+def test_a_large_fill_on_postgresql_reads_its_units_by_key_in_chunks(postgres_store: Store, wf: Workflow) -> None:
+    # Given 1,200 claimed tasks (a fill past the size where the planner would scan the whole table)
+    names = [f"img-{i:04d}.jpg" for i in range(1200)]
+    project = make_project(postgres_store, wf, names)
+    stage = wf.stage("Pre-label")
+    claimed = claim_tasks(postgres_store, project.id, stage.uuid, 1200, lease_seconds=60)
+    statements: list[str] = []
+    event.listen(postgres_store.engine, "before_cursor_execute", lambda *a: statements.append(a[2]))
+
+    # When their specs are built
+    specs = build_specs(postgres_store, project, stage, claimed, include_labels=False)
+
+    # Then every task gets its own unit's file, from three lookups of at most 500 units each
+    assert [s.uuid for s in specs] == [UUID(t.uuid) for t in claimed]
+    assert sorted(s.files["image"].url.rsplit("/", 1)[-1] for s in specs) == names
+    assert all(s.data_title == s.files["image"].url.rsplit("/", 1)[-1] for s in specs)
+    assert sum("FROM data_units" in s for s in statements) == 3
