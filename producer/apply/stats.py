@@ -23,6 +23,7 @@ __all__ = [
     "APPLY_BUCKETS",
     "COUNTERS",
     "KEY",
+    "LAST_APPLIED_AT",
     "ApplierStats",
     "ApplyObserver",
     "ApplyTotals",
@@ -34,6 +35,7 @@ __all__ = [
 log = logging.getLogger("annoflow.metrics")
 
 KEY = "annoflow:metrics:apply"
+LAST_APPLIED_AT = "last_applied_at"
 # Seconds to apply one results message: its transaction's time (on Redis several
 # messages share one transaction, and each is observed with that transaction's time).
 APPLY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -167,9 +169,12 @@ class RedisApplyStats:
         self.key = key
         self._pending = ApplyTotals()
         self._flushed = time.monotonic()
+        self._last_applied_at: float | None = None  # wall clock of the last transaction not yet flushed
 
     def applied(self, outcome: ApplyOutcome, seconds: float, messages: int = 1) -> None:
         _add(self._pending, outcome, seconds, messages)
+        if outcome.applied:
+            self._last_applied_at = time.time()
         self._flush_if_due()
 
     def dead_letter(self) -> None:
@@ -184,7 +189,12 @@ class RedisApplyStats:
     def flush(self) -> None:
         """Send the gathered increments in one pipeline (nothing when there are none)."""
         p, self._pending, self._flushed = self._pending, ApplyTotals(), time.monotonic()
+        last, self._last_applied_at = self._last_applied_at, None
         pipe = self.client.pipeline(transaction=False)
+        if last is not None:
+            # When results were last applied (Unix seconds): a flush trails the commit by up to
+            # FLUSH_S, or by the quiet queue's poll; ``bench pipeline`` ends its clock here.
+            pipe.hset(self.key, LAST_APPLIED_AT, repr(last))
         for name, n in p.counts.items():
             if n:
                 pipe.hincrby(self.key, name, n)

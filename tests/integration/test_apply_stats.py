@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Iterator
 
 import pytest
 
 from common.store.apply import ApplyOutcome
-from producer.apply.stats import RedisApplyStats
+from producer.apply.stats import LAST_APPLIED_AT, RedisApplyStats
 from tests.servers import REDIS_URL, require_redis
 
 pytestmark = pytest.mark.integration
@@ -53,3 +54,24 @@ def test_counts_go_out_once_the_quarter_second_passed(stats: RedisApplyStats) ->
     stats.applied(ApplyOutcome(applied=1), 0.02)
     # Then it is sent at once
     assert stats.read().counts["applied"] == 1
+
+
+def test_a_flush_records_when_results_were_last_applied_not_when_it_was_sent(stats: RedisApplyStats) -> None:
+    # Given an applier whose timed flush is far off
+    stats.flush()
+    stats.FLUSH_S = 3600.0
+    # When results are applied, then a message with nothing applied (only stale results) follows
+    before = time.time()
+    stats.applied(ApplyOutcome(applied=3), 0.004)
+    applied_by = time.time()
+    time.sleep(0.05)
+    stats.applied(ApplyOutcome(stale=1), 0.004)
+    assert stats.client.hget(stats.key, LAST_APPLIED_AT) is None  # nothing sent yet
+    stats.flush()
+    # Then Redis holds the time of the apply, not of the stale message or the flush
+    at = float(stats.client.hget(stats.key, LAST_APPLIED_AT) or 0)
+    assert before <= at <= applied_by
+    # And a flush with nothing applied since keeps that time
+    stats.dead_letter()
+    stats.flush()
+    assert float(stats.client.hget(stats.key, LAST_APPLIED_AT) or 0) == at
